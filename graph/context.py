@@ -1,0 +1,94 @@
+"""The run context: handles a node needs, rebuilt on every run and never checkpointed.
+
+Each tool is a protocol, so unit tests hand in fakes and the service hands in the real things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from agents.schemas import TextDesign, TextLayer, TextPlan
+from graph.models import AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
+
+
+class ArtifactStore(Protocol):
+    async def put_image(self, image: Image.Image) -> ArtifactRef: ...
+    async def put_bytes(self, data: bytes, mime: str) -> ArtifactRef: ...
+    async def open_image(self, ref: ArtifactRef) -> Image.Image: ...
+    async def read_bytes(self, ref: ArtifactRef) -> bytes: ...
+
+
+class Segmenter(Protocol):
+    name: str
+
+    async def segment(self, photo: Image.Image) -> Image.Image:
+        """Return the product matte: mode "L", same size as `photo`, 255 = product."""
+        ...
+
+
+class Backdrop(Protocol):
+    name: str
+
+    async def generate(
+        self, *, size: tuple[int, int], prompt: str, product_palette: list[str], seed: int
+    ) -> Image.Image:
+        """Return an RGB image of `size` to stand the product in front of."""
+        ...
+
+
+class Compositor(Protocol):
+    async def compose(
+        self, *, background: Image.Image, cutout: Image.Image, text_position: str
+    ) -> tuple[Image.Image, Placement]: ...
+
+
+class Analyzer(Protocol):
+    name: str
+
+    async def analyze(self, *, scene: Image.Image, placement: Placement) -> SceneAnalysis: ...
+
+
+class FontCatalog(Protocol):
+    def faces(self) -> list[FontFace]: ...
+    def text_width(self, text: str, family: str, weight: int, size: int) -> float:
+        """Advance width in pixels of `text` set in that face at `size` px."""
+        ...
+
+
+class Planner(Protocol):
+    async def plan(
+        self, *, copy: AdCopy, analysis: SceneAnalysis, canvas: tuple[int, int], text_position: str,
+        text_area: Box,
+    ) -> TextPlan: ...
+
+
+class Designer(Protocol):
+    async def design(
+        self, *, plan: TextPlan, analysis: SceneAnalysis, canvas: tuple[int, int], font: str | None
+    ) -> TextDesign: ...
+
+
+class Developer(Protocol):
+    async def code(self, *, plan: TextPlan, design: TextDesign, canvas: tuple[int, int]) -> TextLayer: ...
+
+
+class Renderer(Protocol):
+    async def render_layer(self, html: str, size: tuple[int, int]) -> tuple[Image.Image, dict[str, Box]]:
+        """Render `html` to a transparent RGBA image of `size`; also return each `[data-role]` element's box."""
+        ...
+
+
+@dataclass(frozen=True)
+class AdContext:
+    artifacts: ArtifactStore
+    segmenter: Segmenter
+    backdrop: Backdrop
+    compositor: Compositor
+    analyzer: Analyzer
+    planner: Planner
+    designer: Designer
+    developer: Developer
+    renderer: Renderer
