@@ -11,7 +11,7 @@ from typing import Protocol
 from PIL import Image
 
 from agents.schemas import TextDesign, TextLayer, TextPlan
-from graph.models import AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
+from graph.models import SIZES, AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
 
 
 class ArtifactStore(Protocol):
@@ -92,3 +92,24 @@ class AdContext:
     designer: Designer
     developer: Developer
     renderer: Renderer
+
+
+_default_context: AdContext | None = None
+
+
+def set_default_context(ctx: AdContext | None) -> None:
+    """For hosts that cannot pass a context per run (the LangGraph dev server behind Studio)."""
+    global _default_context
+    _default_context = ctx
+
+
+def ad_context(runtime_context: AdContext | None) -> AdContext:
+    if runtime_context is not None:
+        return runtime_context
+    if _default_context is None:
+        raise RuntimeError("the ad graph was run without a context: pass context=AdContext(...)")
+    return _default_context
+
+
+def canvas_size(size: str) -> tuple[int, int]:
+    return SIZES[size]

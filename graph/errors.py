@@ -45,3 +45,7 @@ class AdgraphError(Exception):
 
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> AdgraphError:
     return AdgraphError(code, message, **details)
+
+
+class TransientError(Exception):
+    """A failure worth one more try (a browser tab crashed, a connection dropped)."""

@@ -1,0 +1,30 @@
+"""What `langgraph.json` points at: the graphs and checkpointer for `langgraph dev` / LangGraph Studio.
+
+The only module that compiles a graph at import time. The dev server cannot pass our run context, so
+runs started from Studio use a process-wide default built from the same settings as the CLI, and the
+checkpointer is the CLI's database: jobs made by `adgraph ad` show up in Studio and vice versa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from checkpoints.saver import open_checkpointer
+from graph.ad import build_ad_graph
+from graph.context import set_default_context
+from service.context import make_ad_context, make_renderer
+from service.settings import Settings
+
+_settings = Settings()
+set_default_context(make_ad_context(_settings, make_renderer(_settings)))  # Chromium starts on first render
+
+ad = build_ad_graph()
+
+
+@asynccontextmanager
+async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
+    async with open_checkpointer(_settings.checkpoints) as saver:
+        yield saver

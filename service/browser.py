@@ -1,0 +1,133 @@
+"""One warm headless Chromium per process, rendering untrusted HTML with no network and no scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+from PIL import Image
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from graph.errors import AdgraphError, TransientError
+from graph.models import Box
+
+# Flags for a closed network (see shared/reference/offline-models.md): without them Chromium keeps
+# trying to reach Google's hosts at start-up.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+    "--disable-default-apps", "--mute-audio", "--disable-quic",
+]
+
+
+class ChromiumRenderer:
+    """Renders HTML to transparent PNGs. Start once (`async with`), then share across jobs.
+
+    Pages are pooled so `pages` renders can run at once; each render gets a fresh document.
+    """
+
+    def __init__(self, executable_path: str = "/usr/bin/chromium", *, pages: int = 2,
+                 timeout_s: float = 20.0) -> None:
+        self.executable_path = executable_path
+        self.timeout_s = timeout_s
+        self._n_pages = pages
+        self._pw: Playwright | None = None
+        self._browser: Browser | None = None
+        self._context: BrowserContext | None = None
+        self._pages: asyncio.Queue[Page] = asyncio.Queue()
+        self._start_lock = asyncio.Lock()
+        self.launch_seconds: float | None = None
+
+    async def __aenter__(self) -> ChromiumRenderer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._browser is not None and self._browser.is_connected():
+                return
+            await self._close_quietly()
+            t0 = time.perf_counter()
+            self._pw = await async_playwright().start()
+            try:
+                self._browser = await self._pw.chromium.launch(
+                    executable_path=self.executable_path, headless=True, args=CHROMIUM_ARGS
+                )
+            except PlaywrightError as e:
+                await self._close_quietly()
+                raise AdgraphError(
+                    "RENDER_FAILED",
+                    f"cannot start Chromium at {self.executable_path}: {e.message.splitlines()[0]} "
+                    "(install Debian's chromium, or set ADGRAPH_CHROMIUM_PATH)",
+                ) from e
+            # No scripts, no service workers; every request (there should be none) is refused.
+            self._context = await self._browser.new_context(
+                java_script_enabled=False, service_workers="block", offline=True, bypass_csp=False
+            )
+            self._context.set_default_timeout(self.timeout_s * 1000)
+            await self._context.route("**/*", lambda route: route.abort("blockedbyclient"))
+            self._pages = asyncio.Queue()
+            for _ in range(self._n_pages):
+                self._pages.put_nowait(await self._context.new_page())
+            self.launch_seconds = time.perf_counter() - t0
+
+    async def close(self) -> None:
+        async with self._start_lock:
+            await self._close_quietly()
+
+    async def _close_quietly(self) -> None:
+        for closer in (self._context, self._browser):
+            if closer is not None:
+                try:
+                    await closer.close()
+                except PlaywrightError:
+                    pass
+        if self._pw is not None:
+            await self._pw.stop()
+        self._pw = self._browser = self._context = None
+
+    async def render_layer(self, html: str, size: tuple[int, int]) -> tuple[Image.Image, dict[str, Box]]:
+        """Render `html` at `size` to a transparent RGBA image; return it and each `[data-role]` box."""
+        if self._browser is None or not self._browser.is_connected():
+            await self.start()
+        page = await self._pages.get()
+        try:
+            png, boxes = await asyncio.wait_for(self._render(page, html, size), self.timeout_s)
+        except (PlaywrightError, TimeoutError) as e:
+            # A wedged tab is replaced; the node's retry policy tries once more.
+            page = await self._replace(page)
+            raise TransientError(f"Chromium failed to render the text layer: {e}") from e
+        finally:
+            self._pages.put_nowait(page)
+        layer = Image.open(io.BytesIO(png))
+        layer.load()
+        return layer.convert("RGBA"), boxes
+
+    async def _render(self, page: Page, html: str, size: tuple[int, int]) -> tuple[bytes, dict[str, Box]]:
+        width, height = size
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.set_content(html, wait_until="load")
+        boxes: dict[str, Box] = {}
+        for element in await page.query_selector_all("[data-role]"):
+            role = await element.get_attribute("data-role")
+            bb = await element.bounding_box()
+            if role and bb:
+                boxes[role] = Box(x=round(bb["x"]), y=round(bb["y"]), w=round(bb["width"]), h=round(bb["height"]))
+        png = await page.screenshot(omit_background=True, type="png", clip={"x": 0, "y": 0, "width": width,
+                                                                              "height": height})
+        return png, boxes
+
+    async def _replace(self, page: Page) -> Page:
+        try:
+            await page.close()
+        except PlaywrightError:
+            pass
+        if self._context is None or self._browser is None or not self._browser.is_connected():
+            await self.start()
+            return await self._pages.get()
+        return await self._context.new_page()

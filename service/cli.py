@@ -1,0 +1,232 @@
+"""The `adgraph` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from graph.errors import AdgraphError
+
+app = typer.Typer(help="AI ad creatives as checkpointed LangGraph workflows.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+jobs_app = typer.Typer(help="Inspect, resume and branch jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
+    try:
+        code = asyncio.run(coro_fn())
+    except AdgraphError as e:
+        typer.echo(json.dumps({"error": e.to_dict()}, ensure_ascii=False))
+        typer.echo(f"error: {e.code}: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+def _progress(kind: str, data: dict[str, Any]) -> None:
+    if kind == "node_started":
+        print(f"adgraph: {data['node']} started", file=sys.stderr, flush=True)
+    elif kind == "node_finished":
+        print(f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", file=sys.stderr, flush=True)
+    elif kind == "checkpoint":
+        print(f"adgraph: checkpoint {data['id']} after {data['node']}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Env:
+    settings: Any
+    graph: Any
+    ctx: Any
+
+
+@asynccontextmanager
+async def _environment(*, with_context: bool = True) -> AsyncIterator[_Env]:
+    from checkpoints.saver import open_checkpointer
+    from graph.ad import build_ad_graph
+    from service.context import ad_context
+    from service.settings import Settings
+
+    settings = Settings()
+    async with open_checkpointer(settings.checkpoints) as saver:
+        graph = build_ad_graph(saver)
+        if not with_context:
+            yield _Env(settings, graph, None)
+            return
+        async with ad_context(settings) as ctx:
+            yield _Env(settings, graph, ctx)
+
+
+async def _finish(env: _Env, result: Any, out: Path) -> int:
+    from service.jobs import write_outputs
+
+    doc = write_outputs(result, env.ctx.artifacts, out)
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    if result.error is not None:
+        typer.echo(f"error: {result.error.code}: {result.error.message} "
+                   f"(resume with: adgraph jobs resume {result.job_id} --out {out})", err=True)
+        return 1
+    return 0
+
+
+@app.command()
+def ad(
+    product: Annotated[Path, typer.Option(help="The product photo (PNG, JPEG or WebP).")],
+    headline: Annotated[str, typer.Option(help="The main line of copy.")],
+    prompt: Annotated[str, typer.Option(help="What the background should look like.")],
+    out: OutOpt,
+    subline: Annotated[str, typer.Option(help="A second, smaller line.")] = "",
+    cta: Annotated[str, typer.Option(help="A call to action, drawn as a button.")] = "",
+    size: Annotated[str, typer.Option(help="1080x1080, 1200x628 or 1080x1920.")] = "1080x1080",
+    seed: Annotated[int, typer.Option(help="Same seed, same backdrop.")] = 0,
+    text_position: Annotated[str, typer.Option(help="auto, top, center or bottom.")] = "auto",
+    font: Annotated[str | None, typer.Option(help="An installed font family (see `adgraph fonts`).")] = None,
+) -> None:
+    """Make an ad from a product photo and a line of copy."""
+
+    async def main() -> int:
+        from checkpoints.ingest import store_photo
+        from graph.models import AdCopy
+        from service.jobs import new_job_id, run_job
+        from service.requests import AdOptions, parse
+
+        opts = parse(AdOptions, {"headline": headline, "subline": subline, "cta": cta,
+                                 "background_prompt": prompt, "size": size, "seed": seed,
+                                 "text_position": text_position, "font": font})
+        if not product.is_file():
+            raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
+        data = product.read_bytes()
+        async with _environment() as env:
+            if opts.font is not None:
+                env.ctx.designer.fonts.resolve(opts.font)
+            photo = store_photo(env.ctx.artifacts, data, max_pixels=env.settings.max_image_pixels,
+                                name=str(product))
+            job_id = new_job_id()
+            print(f"adgraph: job {job_id}", file=sys.stderr, flush=True)
+            graph_input = {
+                "product_image": photo,
+                "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
+                "background_prompt": opts.background_prompt, "size": opts.size, "seed": opts.seed,
+                "text_position": opts.text_position, "font": opts.font,
+            }
+            result = await run_job(env.graph, env.ctx, job_id, graph_input, listener=_progress)
+            return await _finish(env, result, out)
+
+    _run(main)
+
+
+@app.command()
+def fonts() -> None:
+    """List the installed fonts an ad can use."""
+    from nodes.backends.fonts import FontconfigCatalog
+
+    for face in FontconfigCatalog().faces():
+        typer.echo(f"{face.family}\t{face.style}\t{face.weight}\t{'hangul' if face.hangul else '-'}")
+
+
+@jobs_app.command("checkpoints")
+def jobs_checkpoints(job_id: str) -> None:
+    """List a job's checkpoints: id, step, the node that wrote it, time."""
+
+    async def main() -> int:
+        from checkpoints.history import history
+        from graph.state import AD_NODES
+
+        async with _environment(with_context=False) as env:
+            rows = await history(env.graph, job_id, AD_NODES)
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+
+    _run(main)
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str, out: OutOpt) -> None:
+    """Continue a job that failed or was killed from its last checkpoint."""
+
+    async def main() -> int:
+        from checkpoints.history import thread_config
+        from service.jobs import run_job
+
+        async with _environment() as env:
+            snapshot = await env.graph.aget_state(thread_config(job_id))
+            if not snapshot.values:
+                raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id!r} in the checkpoint database")
+            if not snapshot.next:
+                raise AdgraphError("JOB_NOT_RESUMABLE", f"job {job_id} already finished; branch it instead")
+            result = await run_job(env.graph, env.ctx, job_id, None, listener=_progress)
+            return await _finish(env, result, out)
+
+    _run(main)
+
+
+@jobs_app.command("branch")
+def jobs_branch(
+    job_id: str,
+    out: OutOpt,
+    from_checkpoint: Annotated[str | None, typer.Option("--from", help="Checkpoint id to branch from.")] = None,
+    from_node: Annotated[str | None, typer.Option(help="Branch from the checkpoint after this node.")] = None,
+    headline: Annotated[str | None, typer.Option()] = None,
+    subline: Annotated[str | None, typer.Option()] = None,
+    cta: Annotated[str | None, typer.Option()] = None,
+    prompt: Annotated[str | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    font: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Start a new job from a checkpoint of JOB_ID with new inputs; the source job is unchanged."""
+
+    async def main() -> int:
+        from checkpoints.history import find_snapshot, seed_branch
+        from graph.ad import INPUT_CONSUMERS
+        from graph.state import AD_NODES
+        from service.jobs import new_job_id, run_job
+        from service.requests import AdOptions, parse
+
+        async with _environment() as env:
+            source = await find_snapshot(env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint,
+                                         node=from_node)
+            values = source.values
+            old = values["copy"]
+            merged = parse(AdOptions, {
+                "headline": old.headline if headline is None else headline,
+                "subline": old.subline if subline is None else subline,
+                "cta": old.cta if cta is None else cta,
+                "background_prompt": values["background_prompt"] if prompt is None else prompt,
+                "size": values["size"], "text_position": values["text_position"],
+                "seed": values["seed"] if seed is None else seed,
+                "font": values["font"] if font is None else font,
+            })
+            if merged.font is not None:
+                env.ctx.designer.fonts.resolve(merged.font)
+            overrides: dict[str, Any] = {}
+            new_copy = old.model_copy(update={"headline": merged.headline, "subline": merged.subline,
+                                              "cta": merged.cta})
+            if new_copy != old:
+                overrides["copy"] = new_copy
+            for key in ("background_prompt", "seed", "font"):
+                if getattr(merged, key) != values[key]:
+                    overrides[key] = getattr(merged, key)
+            new_id = new_job_id()
+            parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
+            print(f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
+                  file=sys.stderr, flush=True)
+            config = await seed_branch(env.graph, source, new_id, AD_NODES, overrides, INPUT_CONSUMERS,
+                                       {"parent": parent})
+            config = {**config, "metadata": {"parent": parent}}
+            result = await run_job(env.graph, env.ctx, new_id, None, config=config, listener=_progress)
+            return await _finish(env, result, out)
+
+    _run(main)
+
+
+def main() -> None:  # pragma: no cover
+    app()

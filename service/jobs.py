@@ -1,0 +1,121 @@
+"""Running an ad job to completion (new, resumed or branched) and writing its files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+
+from checkpoints.artifacts import FileArtifactStore
+from checkpoints.history import thread_config, written_by
+from graph.context import AdContext
+from graph.errors import AdgraphError
+from graph.state import AD_NODES
+
+OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class RunResult:
+    job_id: str
+    status: str = "running"
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    """Each node executed in this run, in order, with seconds."""
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    """Each checkpoint written in this run: id, step, node."""
+    values: dict[str, Any] = field(default_factory=dict)
+    error: AdgraphError | None = None
+    parent: dict[str, str] | None = None
+
+
+async def run_job(graph: CompiledStateGraph, ctx: AdContext, job_id: str, graph_input: dict[str, Any] | None,
+                  *, config: dict[str, Any] | None = None, listener: Listener | None = None,
+                  order: tuple[str, ...] = AD_NODES) -> RunResult:
+    """Run (or continue, with `graph_input=None`) thread `job_id` until it ends; never raises job errors."""
+    config = config or thread_config(job_id)
+    result = RunResult(job_id=job_id, parent=(config.get("metadata") or {}).get("parent"))
+    started: dict[str, float] = {}
+    emit = listener or (lambda kind, data: None)
+    try:
+        async for mode, data in graph.astream(graph_input, config, context=ctx, durability="sync",
+                                              stream_mode=["tasks", "checkpoints"]):
+            if mode == "tasks" and "triggers" in data:
+                started[data["id"]] = time.perf_counter()
+                emit("node_started", {"node": data["name"]})
+            elif mode == "tasks":
+                seconds = round(time.perf_counter() - started.pop(data["id"], time.perf_counter()), 4)
+                status = "failed" if data.get("error") else "succeeded"
+                result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
+                emit("node_finished", result.nodes[-1])
+            elif mode == "checkpoints":
+                cp = {"id": data["config"]["configurable"]["checkpoint_id"],
+                      "step": data["metadata"].get("step"), "node": written_by(data, order)}
+                result.checkpoints.append(cp)
+                emit("checkpoint", cp)
+        result.status = "succeeded"
+    except AdgraphError as e:
+        result.status, result.error = "failed", e
+    except Exception as e:  # noqa: BLE001 - a job ends failed with a code; the checkpoints stay resumable
+        result.status, result.error = "failed", AdgraphError("INTERNAL", f"{type(e).__name__}: {e}")
+    snapshot = await graph.aget_state(thread_config(job_id))
+    result.values = dict(snapshot.values)
+    if result.status == "succeeded" and snapshot.next:
+        result.status = "failed"
+        result.error = AdgraphError("INTERNAL", f"the run stopped before {snapshot.next[0]!r}")
+    return result
+
+
+def write_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) -> dict[str, Any]:
+    """Copy the job's images into `out_dir` and write result.json last (so its presence means done)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts: dict[str, str] = {}
+    if result.status == "succeeded":
+        for key, filename in OUTPUT_FILES.items():
+            ref = result.values.get(key)
+            if ref is not None:
+                _atomic_copy(store.path(ref), out_dir / filename)
+                artifacts[key] = str(out_dir / filename)
+    else:  # a failed run leaves no image that could pass for its output
+        for filename in OUTPUT_FILES.values():
+            (out_dir / filename).unlink(missing_ok=True)
+    doc: dict[str, Any] = {
+        "job_id": result.job_id,
+        "status": result.status,
+        "artifacts": artifacts,
+        "nodes": result.nodes,
+        "checkpoints": result.checkpoints,
+    }
+    if result.parent:
+        doc["parent"] = result.parent
+    if result.error is not None:
+        doc["error"] = result.error.to_dict()
+    _atomic_write(out_dir / "result.json", json.dumps(doc, indent=2, ensure_ascii=False).encode())
+    return doc
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
+    os.close(fd)
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
