@@ -112,11 +112,14 @@ async def seed_branch(graph: CompiledStateGraph, source: StateSnapshot, new_job_
         raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
     done = set(order[: order.index(node) + 1])
     for key in overrides:
-        if consumers.get(key) in done:
+        consumer = consumers.get(key)
+        if consumer in done:
+            i = order.index(consumer)
+            hint = f"branch from {order[i - 1]!r}" if i > 0 else "start a new job"
             raise AdgraphError(
                 "INVALID_INPUT",
-                f"{key!r} is first used by {consumers[key]!r}, which already ran at this checkpoint; "
-                f"branch from a checkpoint before {consumers[key]!r} to change it",
+                f"{key!r} is first used by {consumer!r}, which already ran at this checkpoint; "
+                f"{hint} to change it",
                 field=key,
             )
     values = {**source.values, **overrides}

@@ -50,13 +50,13 @@ class _Env:
 
 
 @asynccontextmanager
-async def _environment(*, with_context: bool = True) -> AsyncIterator[_Env]:
+async def _environment(settings: Any = None, *, with_context: bool = True) -> AsyncIterator[_Env]:
     from checkpoints.saver import open_checkpointer
     from graph.ad import build_ad_graph
     from service.context import ad_context
     from service.settings import Settings
 
-    settings = Settings()
+    settings = settings or Settings()
     async with open_checkpointer(settings.checkpoints) as saver:
         graph = build_ad_graph(saver)
         if not with_context:
@@ -94,10 +94,12 @@ def ad(
     """Make an ad from a product photo and a line of copy."""
 
     async def main() -> int:
-        from checkpoints.ingest import store_photo
+        from checkpoints.ingest import store_photo, validate_image
         from graph.models import AdCopy
+        from nodes.backends.fonts import FontconfigCatalog
         from service.jobs import new_job_id, run_job
         from service.requests import AdOptions, parse
+        from service.settings import Settings
 
         opts = parse(AdOptions, {"headline": headline, "subline": subline, "cta": cta,
                                  "background_prompt": prompt, "size": size, "seed": seed,
@@ -105,18 +107,19 @@ def ad(
         if not product.is_file():
             raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
         data = product.read_bytes()
-        async with _environment() as env:
-            if opts.font is not None:
-                env.ctx.designer.fonts.resolve(opts.font)
-            photo = store_photo(env.ctx.artifacts, data, max_pixels=env.settings.max_image_pixels,
-                                name=str(product))
+        settings = Settings()
+        # Refuse bad input before anything starts or is stored.
+        validate_image(data, max_pixels=settings.max_image_pixels, name=str(product))
+        font_family = FontconfigCatalog().resolve(opts.font) if opts.font else None
+        async with _environment(settings) as env:
+            photo = store_photo(env.ctx.artifacts, data, max_pixels=settings.max_image_pixels, name=str(product))
             job_id = new_job_id()
             print(f"adgraph: job {job_id}", file=sys.stderr, flush=True)
             graph_input = {
                 "product_image": photo,
                 "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
                 "background_prompt": opts.background_prompt, "size": opts.size, "seed": opts.seed,
-                "text_position": opts.text_position, "font": opts.font,
+                "text_position": opts.text_position, "font": font_family,
             }
             result = await run_job(env.graph, env.ctx, job_id, graph_input, listener=_progress)
             return await _finish(env, result, out)
@@ -206,7 +209,7 @@ def jobs_branch(
                 "font": values["font"] if font is None else font,
             })
             if merged.font is not None:
-                env.ctx.designer.fonts.resolve(merged.font)
+                merged = merged.model_copy(update={"font": env.ctx.designer.fonts.resolve(merged.font)})
             overrides: dict[str, Any] = {}
             new_copy = old.model_copy(update={"headline": merged.headline, "subline": merged.subline,
                                               "cta": merged.cta})
@@ -217,10 +220,10 @@ def jobs_branch(
                     overrides[key] = getattr(merged, key)
             new_id = new_job_id()
             parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
-            print(f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
-                  file=sys.stderr, flush=True)
             config = await seed_branch(env.graph, source, new_id, AD_NODES, overrides, INPUT_CONSUMERS,
                                        {"parent": parent})
+            print(f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
+                  file=sys.stderr, flush=True)
             config = {**config, "metadata": {"parent": parent}}
             result = await run_job(env.graph, env.ctx, new_id, None, config=config, listener=_progress)
             return await _finish(env, result, out)
