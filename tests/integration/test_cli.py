@@ -1,0 +1,191 @@
+"""The `adgraph` command as a user runs it: real files, real processes, a real kill."""
+
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import PHOTOS
+from tests.integration.conftest import ADGRAPH
+
+pytestmark = pytest.mark.integration
+
+BANANA = PHOTOS / "banana.png"
+AD_ARGS = ["--headline", "달콤한 바나나", "--subline", "오늘 아침 도착", "--prompt", "yellow pastel"]
+
+
+def adgraph(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ADGRAPH, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_ad_writes_the_files_and_result_and_lists_its_checkpoints(tmp_path: Path, cli_env) -> None:
+    out = tmp_path / "out"
+    run = adgraph("ad", "--product", str(BANANA), *AD_ARGS, "--cta", "주문", "--out", str(out), env=cli_env)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result == json.loads((out / "result.json").read_text())
+    assert result["status"] == "succeeded"
+    assert [n["name"] for n in result["nodes"]] == [
+        "segment",
+        "background",
+        "composite",
+        "analyze",
+        "plan",
+        "design",
+        "code",
+        "render",
+    ]
+    assert all(n["seconds"] >= 0 for n in result["nodes"])
+    with Image.open(BANANA) as photo, Image.open(out / "cutout.png") as cut:
+        assert cut.mode == "RGBA" and cut.size == photo.size
+    for name in ("scene.png", "ad.png"):
+        with Image.open(out / name) as im:
+            assert im.size == (1080, 1080)
+    assert set(result["artifacts"]) == {"cutout", "scene", "ad"}
+    listed = adgraph("jobs", "checkpoints", result["job_id"], env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == [c["id"] for c in result["checkpoints"]]
+    assert [r["node"] for r in rows][-1] == "render" and all(r["created_at"] for r in rows)
+
+    branch = adgraph(
+        "jobs",
+        "branch",
+        result["job_id"],
+        "--from-node",
+        "composite",
+        "--headline",
+        "반값 세일",
+        "--out",
+        str(tmp_path / "b"),
+        env=cli_env,
+    )
+    assert branch.returncode == 0, branch.stderr
+    child = json.loads(branch.stdout)
+    assert [n["name"] for n in child["nodes"]] == ["analyze", "plan", "design", "code", "render"]
+    assert child["parent"]["job_id"] == result["job_id"]
+    assert (tmp_path / "b" / "scene.png").read_bytes() == (out / "scene.png").read_bytes()
+    assert (tmp_path / "b" / "ad.png").read_bytes() != (out / "ad.png").read_bytes()
+
+
+def test_a_killed_job_resumes_from_its_last_checkpoint(tmp_path: Path, cli_env) -> None:
+    out = tmp_path / "out"
+    job_id, killed_after = None, None
+    with subprocess.Popen(
+        [ADGRAPH, "ad", "--product", str(BANANA), *AD_ARGS, "--out", str(out)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("adgraph: job "):
+                job_id = line.split()[2]
+            if "checkpoint" in line and line.rstrip().endswith("after composite"):
+                proc.send_signal(signal.SIGKILL)  # between nodes, the way a crash or OOM kill would
+                killed_after = "composite"
+                break
+        proc.wait(timeout=30)
+    assert job_id and killed_after and proc.returncode == -signal.SIGKILL
+    assert not (out / "ad.png").exists() and not (out / "result.json").exists()
+
+    resumed = adgraph("jobs", "resume", job_id, "--out", str(out), env=cli_env)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    ran = [n["name"] for n in result["nodes"]]
+    assert result["status"] == "succeeded" and result["job_id"] == job_id
+    assert not {"segment", "background", "composite"} & set(ran), ran
+    assert ran[-1] == "render" and ran == ["analyze", "plan", "design", "code", "render"][-len(ran) :]
+    assert (out / "ad.png").exists()
+    again = adgraph("jobs", "resume", job_id, "--out", str(out), env=cli_env)
+    assert again.returncode == 2 and json.loads(again.stdout)["error"]["code"] == "JOB_NOT_RESUMABLE"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` but carries almost no data: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "code"),
+    [
+        ("empty-file", [], "INVALID_IMAGE"),
+        ("truncated", [], "INVALID_IMAGE"),
+        ("not-an-image", [], "INVALID_IMAGE"),
+        ("bomb", [], "IMAGE_TOO_LARGE"),
+        ("over-limit", [], "IMAGE_TOO_LARGE"),
+        ("ok", ["--headline", "   "], "INVALID_INPUT"),
+        ("ok", ["--size", "800x800"], "INVALID_INPUT"),
+        ("ok", ["--text-position", "left"], "INVALID_INPUT"),
+        ("ok", ["--font", "Comic Sans"], "INVALID_INPUT"),
+        ("ok", ["--headline", "가" * 121], "INVALID_INPUT"),
+        ("missing", [], "INVALID_INPUT"),
+    ],
+)
+def test_bad_input_is_refused_with_a_stable_code_and_nothing_written(
+    tmp_path: Path, cli_env, case: str, extra: list[str], code: str
+) -> None:
+    photo = tmp_path / "photo.png"
+    data = BANANA.read_bytes()
+    payload = {
+        "empty-file": b"",
+        "truncated": data[: len(data) // 2],
+        "not-an-image": b"%PDF-1.4 hello",
+        "bomb": _png_header_only(60_000, 60_000),
+        "over-limit": data,
+        "ok": data,
+    }.get(case)
+    if payload is not None:
+        photo.write_bytes(payload)
+    env = {**cli_env, "ADGRAPH_MAX_IMAGE_PIXELS": "100000"} if case == "over-limit" else cli_env
+    out = tmp_path / "out"
+    run = adgraph("ad", "--product", str(photo), *AD_ARGS, *extra, "--out", str(out), env=env, timeout=60)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    error = json.loads(run.stdout)["error"]
+    assert error["code"] == code, error
+    assert code in run.stderr and error["message"]
+    assert not out.exists()  # nothing half-written
+    assert not (Path(cli_env["ADGRAPH_DATA_DIR"]) / "checkpoints.db").exists()  # no job was created
+
+
+def test_copy_that_cannot_fit_fails_the_job_with_the_limit_and_leaves_no_ad(tmp_path: Path, cli_env) -> None:
+    out = tmp_path / "out"
+    run = adgraph(
+        "ad",
+        "--product",
+        str(BANANA),
+        "--headline",
+        "오늘만 특별한 가격 " * 9,
+        "--prompt",
+        "",
+        "--size",
+        "1200x628",
+        "--out",
+        str(out),
+        env=cli_env,
+    )
+    assert run.returncode == 1
+    result = json.loads(run.stdout)
+    assert result["status"] == "failed" and result["error"]["code"] == "INVALID_INPUT"
+    assert "28 px" in result["error"]["message"]
+    assert (
+        not (out / "ad.png").exists() and json.loads((out / "result.json").read_text())["status"] == "failed"
+    )
