@@ -20,8 +20,14 @@ from graph.errors import AdgraphError
 from graph.models import ArtifactRef
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
-_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "text/html": ".html",
-        "application/json": ".json", "application/zip": ".zip"}
+_EXT = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "text/html": ".html",
+    "application/json": ".json",
+    "application/zip": ".zip",
+}
 # PNG level 1: ~4x faster to write than the default 6 and only ~15 % larger on photos.
 PNG_COMPRESS_LEVEL = 1
 
@@ -43,13 +49,17 @@ class FileArtifactStore:
         artifact_id = ref if isinstance(ref, str) else ref.id
         mime = mime if isinstance(ref, str) else ref.mime
         if not _ID.match(artifact_id):  # never let an id become a path outside the store
-            raise AdgraphError("INVALID_INPUT", f"malformed artifact id {artifact_id!r}: expected 64 hex digits")
+            raise AdgraphError(
+                "INVALID_INPUT", f"malformed artifact id {artifact_id!r}: expected 64 hex digits"
+            )
         return self.root / artifact_id[:2] / (artifact_id[2:] + _EXT.get(mime or "", ".bin"))
 
-    def put_bytes_sync(self, data: bytes, mime: str, width: int | None = None,
-                       height: int | None = None) -> ArtifactRef:
-        ref = ArtifactRef(id=hashlib.sha256(data).hexdigest(), mime=mime, bytes=len(data), width=width,
-                          height=height)
+    def put_bytes_sync(
+        self, data: bytes, mime: str, width: int | None = None, height: int | None = None
+    ) -> ArtifactRef:
+        ref = ArtifactRef(
+            id=hashlib.sha256(data).hexdigest(), mime=mime, bytes=len(data), width=width, height=height
+        )
         path = self.path(ref)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,15 @@ class CheckpointInfo:
     next: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "step": self.step, "node": self.node, "source": self.source,
-                "created_at": self.created_at, "parent_id": self.parent_id, "next": list(self.next)}
+        return {
+            "id": self.id,
+            "step": self.step,
+            "node": self.node,
+            "source": self.source,
+            "created_at": self.created_at,
+            "parent_id": self.parent_id,
+            "next": list(self.next),
+        }
 
 
 def thread_config(job_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
@@ -77,8 +84,14 @@ async def history(graph: CompiledStateGraph, job_id: str, order: Sequence[str]) 
     return [describe(s, order) for s in reversed(snaps)]
 
 
-async def find_snapshot(graph: CompiledStateGraph, job_id: str, order: Sequence[str], *,
-                        checkpoint_id: str | None = None, node: str | None = None) -> StateSnapshot:
+async def find_snapshot(
+    graph: CompiledStateGraph,
+    job_id: str,
+    order: Sequence[str],
+    *,
+    checkpoint_id: str | None = None,
+    node: str | None = None,
+) -> StateSnapshot:
     """The checkpoint with that id, or the newest one holding `node`'s output."""
     if (checkpoint_id is None) == (node is None):
         raise AdgraphError("INVALID_INPUT", "give exactly one of a checkpoint id or a node name")
@@ -95,13 +108,21 @@ async def find_snapshot(graph: CompiledStateGraph, job_id: str, order: Sequence[
         raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id!r} in the checkpoint database")
     if checkpoint_id is not None:
         raise AdgraphError("CHECKPOINT_NOT_FOUND", f"job {job_id} has no checkpoint {checkpoint_id!r}")
-    raise AdgraphError("CHECKPOINT_NOT_FOUND", f"node {node!r} has not completed in job {job_id}; "
-                       "branch from an earlier node")
+    raise AdgraphError(
+        "CHECKPOINT_NOT_FOUND",
+        f"node {node!r} has not completed in job {job_id}; branch from an earlier node",
+    )
 
 
-async def seed_branch(graph: CompiledStateGraph, source: StateSnapshot, new_job_id: str, order: Sequence[str],
-                      overrides: Mapping[str, Any], consumers: Mapping[str, str],
-                      metadata: Mapping[str, Any]) -> dict[str, Any]:
+async def seed_branch(
+    graph: CompiledStateGraph,
+    source: StateSnapshot,
+    new_job_id: str,
+    order: Sequence[str],
+    overrides: Mapping[str, Any],
+    consumers: Mapping[str, str],
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
     """Start thread `new_job_id` at `source` with `overrides` applied; return the config to run it with.
 
     Refuses an override that the branch point has already consumed (a new prompt after `background` ran

@@ -39,7 +39,9 @@ def validate_image(data: bytes, *, max_pixels: int, name: str = "image") -> tupl
             raise AdgraphError(
                 "IMAGE_TOO_LARGE",
                 f"{name} is {w}x{h} = {w * h} pixels; the limit is {max_pixels} (ADGRAPH_MAX_IMAGE_PIXELS)",
-                width=w, height=h, max_pixels=max_pixels,
+                width=w,
+                height=h,
+                max_pixels=max_pixels,
             )
         if min(w, h) < 16:
             raise AdgraphError("INVALID_IMAGE", f"{name} is {w}x{h}; it must be at least 16 px on each side")
@@ -50,6 +52,8 @@ def validate_image(data: bytes, *, max_pixels: int, name: str = "image") -> tupl
         return _MIME[im.format], w, h
 
 
-def store_photo(store: FileArtifactStore, data: bytes, *, max_pixels: int, name: str = "image") -> ArtifactRef:
+def store_photo(
+    store: FileArtifactStore, data: bytes, *, max_pixels: int, name: str = "image"
+) -> ArtifactRef:
     mime, w, h = validate_image(data, max_pixels=max_pixels, name=name)
     return store.put_bytes_sync(data, mime, w, h)

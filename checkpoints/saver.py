@@ -14,9 +14,18 @@ from graph import models
 
 # Checkpoints are deserialized only into these classes: a tampered database cannot name others.
 STATE_TYPES: tuple[type, ...] = (
-    models.ArtifactRef, models.Box, models.AdCopy, models.Placement, models.Region, models.SceneAnalysis,
-    agent_schemas.TextBlock, agent_schemas.TextPlan, agent_schemas.BlockStyle, agent_schemas.Scrim,
-    agent_schemas.ButtonStyle, agent_schemas.TextDesign,
+    models.ArtifactRef,
+    models.Box,
+    models.AdCopy,
+    models.Placement,
+    models.Region,
+    models.SceneAnalysis,
+    agent_schemas.TextBlock,
+    agent_schemas.TextPlan,
+    agent_schemas.BlockStyle,
+    agent_schemas.Scrim,
+    agent_schemas.ButtonStyle,
+    agent_schemas.TextDesign,
 )
 
 

@@ -19,13 +19,26 @@ from nodes.plan import plan
 from nodes.render import render
 from nodes.segment import segment
 
-_FUNCS = {"segment": segment, "background": background, "composite": composite, "analyze": analyze,
-          "plan": plan, "design": design, "code": code, "render": render}
+_FUNCS = {
+    "segment": segment,
+    "background": background,
+    "composite": composite,
+    "analyze": analyze,
+    "plan": plan,
+    "design": design,
+    "code": code,
+    "render": render,
+}
 
 # Which node first reads each input: a branch must start at or before it for the new value to matter.
 INPUT_CONSUMERS: dict[str, str] = {
-    "product_image": "segment", "background_prompt": "background", "seed": "background", "size": "background",
-    "text_position": "composite", "copy": "plan", "font": "design",
+    "product_image": "segment",
+    "background_prompt": "background",
+    "seed": "background",
+    "size": "background",
+    "text_position": "composite",
+    "copy": "plan",
+    "font": "design",
 }
 
 # Only failures that can pass on their own (a crashed browser tab) are retried; bad input never is.

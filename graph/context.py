@@ -60,7 +60,12 @@ class FontCatalog(Protocol):
 
 class Planner(Protocol):
     async def plan(
-        self, *, copy: AdCopy, analysis: SceneAnalysis, canvas: tuple[int, int], text_position: str,
+        self,
+        *,
+        copy: AdCopy,
+        analysis: SceneAnalysis,
+        canvas: tuple[int, int],
+        text_position: str,
         text_area: Box,
     ) -> TextPlan: ...
 
@@ -77,7 +82,7 @@ class Developer(Protocol):
 
 class Renderer(Protocol):
     async def render_layer(self, html: str, size: tuple[int, int]) -> tuple[Image.Image, dict[str, Box]]:
-        """Render `html` to a transparent RGBA image of `size`; also return each `[data-role]` element's box."""
+        """Render `html` to a transparent RGBA image of `size`, with the box of each `[data-role]` element."""
         ...
 
 

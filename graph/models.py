@@ -6,7 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SIZES: dict[str, tuple[int, int]] = {"1080x1080": (1080, 1080), "1200x628": (1200, 628), "1080x1920": (1080, 1920)}
+SIZES: dict[str, tuple[int, int]] = {
+    "1080x1080": (1080, 1080),
+    "1200x628": (1200, 628),
+    "1080x1920": (1080, 1920),
+}
 TextPosition = Literal["auto", "top", "center", "bottom"]
 TEXT_POSITIONS: tuple[str, ...] = ("auto", "top", "center", "bottom")
 

@@ -7,7 +7,16 @@ from typing import TypedDict
 from agents.schemas import TextDesign, TextPlan
 from graph.models import AdCopy, ArtifactRef, Box, Placement, SceneAnalysis, TextPosition
 
-AD_NODES: tuple[str, ...] = ("segment", "background", "composite", "analyze", "plan", "design", "code", "render")
+AD_NODES: tuple[str, ...] = (
+    "segment",
+    "background",
+    "composite",
+    "analyze",
+    "plan",
+    "design",
+    "code",
+    "render",
+)
 
 
 class AdInput(TypedDict):

@@ -16,7 +16,9 @@ async def background(state: AdState, runtime: Runtime[AdContext]) -> dict[str, A
     cutout = await ctx.artifacts.open_image(state["cutout"])
     palette = await asyncio.to_thread(product_palette, cutout)
     image = await ctx.backdrop.generate(
-        size=canvas_size(state["size"]), prompt=state["background_prompt"], product_palette=palette,
+        size=canvas_size(state["size"]),
+        prompt=state["background_prompt"],
+        product_palette=palette,
         seed=state["seed"],
     )
     return {"background": await ctx.artifacts.put_image(image)}

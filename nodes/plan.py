@@ -12,7 +12,10 @@ async def plan(state: AdState, runtime: Runtime[AdContext]) -> dict[str, Any]:
     """Decide which text blocks go where (never over the product)."""
     ctx = ad_context(runtime.context)
     text_plan = await ctx.planner.plan(
-        copy=state["copy"], analysis=state["analysis"], canvas=canvas_size(state["size"]),
-        text_position=state["text_position"], text_area=state["placement"].text_area,
+        copy=state["copy"],
+        analysis=state["analysis"],
+        canvas=canvas_size(state["size"]),
+        text_position=state["text_position"],
+        text_area=state["placement"].text_area,
     )
     return {"text_plan": text_plan}

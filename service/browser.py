@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 
@@ -16,9 +17,17 @@ from graph.models import Box
 # Flags for a closed network (see shared/reference/offline-models.md): without them Chromium keeps
 # trying to reach Google's hosts at start-up.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-    "--disable-default-apps", "--mute-audio", "--disable-quic",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--mute-audio",
+    "--disable-quic",
 ]
 
 
@@ -28,8 +37,9 @@ class ChromiumRenderer:
     Pages are pooled so `pages` renders can run at once; each render gets a fresh document.
     """
 
-    def __init__(self, executable_path: str = "/usr/bin/chromium", *, pages: int = 2,
-                 timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, executable_path: str = "/usr/bin/chromium", *, pages: int = 2, timeout_s: float = 20.0
+    ) -> None:
         self.executable_path = executable_path
         self.timeout_s = timeout_s
         self._n_pages = pages
@@ -83,10 +93,8 @@ class ChromiumRenderer:
     async def _close_quietly(self) -> None:
         for closer in (self._context, self._browser):
             if closer is not None:
-                try:
+                with contextlib.suppress(PlaywrightError):
                     await closer.close()
-                except PlaywrightError:
-                    pass
         if self._pw is not None:
             await self._pw.stop()
         self._pw = self._browser = self._context = None
@@ -117,16 +125,17 @@ class ChromiumRenderer:
             role = await element.get_attribute("data-role")
             bb = await element.bounding_box()
             if role and bb:
-                boxes[role] = Box(x=round(bb["x"]), y=round(bb["y"]), w=round(bb["width"]), h=round(bb["height"]))
-        png = await page.screenshot(omit_background=True, type="png", clip={"x": 0, "y": 0, "width": width,
-                                                                              "height": height})
+                boxes[role] = Box(
+                    x=round(bb["x"]), y=round(bb["y"]), w=round(bb["width"]), h=round(bb["height"])
+                )
+        png = await page.screenshot(
+            omit_background=True, type="png", clip={"x": 0, "y": 0, "width": width, "height": height}
+        )
         return png, boxes
 
     async def _replace(self, page: Page) -> Page:
-        try:
+        with contextlib.suppress(PlaywrightError):
             await page.close()
-        except PlaywrightError:
-            pass
         if self._context is None or self._browser is None or not self._browser.is_connected():
             await self.start()
             return await self._pages.get()

@@ -15,8 +15,11 @@ import typer
 
 from graph.errors import AdgraphError
 
-app = typer.Typer(help="AI ad creatives as checkpointed LangGraph workflows.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="AI ad creatives as checkpointed LangGraph workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 jobs_app = typer.Typer(help="Inspect, resume and branch jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 
@@ -37,7 +40,9 @@ def _progress(kind: str, data: dict[str, Any]) -> None:
     if kind == "node_started":
         print(f"adgraph: {data['node']} started", file=sys.stderr, flush=True)
     elif kind == "node_finished":
-        print(f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", file=sys.stderr, flush=True)
+        print(
+            f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", file=sys.stderr, flush=True
+        )
     elif kind == "checkpoint":
         print(f"adgraph: checkpoint {data['id']} after {data['node']}", file=sys.stderr, flush=True)
 
@@ -72,8 +77,11 @@ async def _finish(env: _Env, result: Any, out: Path) -> int:
     doc = write_outputs(result, env.ctx.artifacts, out)
     typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     if result.error is not None:
-        typer.echo(f"error: {result.error.code}: {result.error.message} "
-                   f"(resume with: adgraph jobs resume {result.job_id} --out {out})", err=True)
+        typer.echo(
+            f"error: {result.error.code}: {result.error.message} "
+            f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
+            err=True,
+        )
         return 1
     return 0
 
@@ -101,9 +109,19 @@ def ad(
         from service.requests import AdOptions, parse
         from service.settings import Settings
 
-        opts = parse(AdOptions, {"headline": headline, "subline": subline, "cta": cta,
-                                 "background_prompt": prompt, "size": size, "seed": seed,
-                                 "text_position": text_position, "font": font})
+        opts = parse(
+            AdOptions,
+            {
+                "headline": headline,
+                "subline": subline,
+                "cta": cta,
+                "background_prompt": prompt,
+                "size": size,
+                "seed": seed,
+                "text_position": text_position,
+                "font": font,
+            },
+        )
         if not product.is_file():
             raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
         data = product.read_bytes()
@@ -112,14 +130,19 @@ def ad(
         validate_image(data, max_pixels=settings.max_image_pixels, name=str(product))
         font_family = FontconfigCatalog().resolve(opts.font) if opts.font else None
         async with _environment(settings) as env:
-            photo = store_photo(env.ctx.artifacts, data, max_pixels=settings.max_image_pixels, name=str(product))
+            photo = store_photo(
+                env.ctx.artifacts, data, max_pixels=settings.max_image_pixels, name=str(product)
+            )
             job_id = new_job_id()
             print(f"adgraph: job {job_id}", file=sys.stderr, flush=True)
             graph_input = {
                 "product_image": photo,
                 "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
-                "background_prompt": opts.background_prompt, "size": opts.size, "seed": opts.seed,
-                "text_position": opts.text_position, "font": font_family,
+                "background_prompt": opts.background_prompt,
+                "size": opts.size,
+                "seed": opts.seed,
+                "text_position": opts.text_position,
+                "font": font_family,
             }
             result = await run_job(env.graph, env.ctx, job_id, graph_input, listener=_progress)
             return await _finish(env, result, out)
@@ -176,7 +199,9 @@ def jobs_resume(job_id: str, out: OutOpt) -> None:
 def jobs_branch(
     job_id: str,
     out: OutOpt,
-    from_checkpoint: Annotated[str | None, typer.Option("--from", help="Checkpoint id to branch from.")] = None,
+    from_checkpoint: Annotated[
+        str | None, typer.Option("--from", help="Checkpoint id to branch from.")
+    ] = None,
     from_node: Annotated[str | None, typer.Option(help="Branch from the checkpoint after this node.")] = None,
     headline: Annotated[str | None, typer.Option()] = None,
     subline: Annotated[str | None, typer.Option()] = None,
@@ -195,24 +220,30 @@ def jobs_branch(
         from service.requests import AdOptions, parse
 
         async with _environment() as env:
-            source = await find_snapshot(env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint,
-                                         node=from_node)
+            source = await find_snapshot(
+                env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint, node=from_node
+            )
             values = source.values
             old = values["copy"]
-            merged = parse(AdOptions, {
-                "headline": old.headline if headline is None else headline,
-                "subline": old.subline if subline is None else subline,
-                "cta": old.cta if cta is None else cta,
-                "background_prompt": values["background_prompt"] if prompt is None else prompt,
-                "size": values["size"], "text_position": values["text_position"],
-                "seed": values["seed"] if seed is None else seed,
-                "font": values["font"] if font is None else font,
-            })
+            merged = parse(
+                AdOptions,
+                {
+                    "headline": old.headline if headline is None else headline,
+                    "subline": old.subline if subline is None else subline,
+                    "cta": old.cta if cta is None else cta,
+                    "background_prompt": values["background_prompt"] if prompt is None else prompt,
+                    "size": values["size"],
+                    "text_position": values["text_position"],
+                    "seed": values["seed"] if seed is None else seed,
+                    "font": values["font"] if font is None else font,
+                },
+            )
             if merged.font is not None:
                 merged = merged.model_copy(update={"font": env.ctx.designer.fonts.resolve(merged.font)})
             overrides: dict[str, Any] = {}
-            new_copy = old.model_copy(update={"headline": merged.headline, "subline": merged.subline,
-                                              "cta": merged.cta})
+            new_copy = old.model_copy(
+                update={"headline": merged.headline, "subline": merged.subline, "cta": merged.cta}
+            )
             if new_copy != old:
                 overrides["copy"] = new_copy
             for key in ("background_prompt", "seed", "font"):
@@ -220,10 +251,14 @@ def jobs_branch(
                     overrides[key] = getattr(merged, key)
             new_id = new_job_id()
             parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
-            config = await seed_branch(env.graph, source, new_id, AD_NODES, overrides, INPUT_CONSUMERS,
-                                       {"parent": parent})
-            print(f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
-                  file=sys.stderr, flush=True)
+            config = await seed_branch(
+                env.graph, source, new_id, AD_NODES, overrides, INPUT_CONSUMERS, {"parent": parent}
+            )
+            print(
+                f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
+                file=sys.stderr,
+                flush=True,
+            )
             config = {**config, "metadata": {"parent": parent}}
             result = await run_job(env.graph, env.ctx, new_id, None, config=config, listener=_progress)
             return await _finish(env, result, out)

@@ -18,8 +18,9 @@ from service.settings import Settings
 
 
 def make_renderer(settings: Settings) -> ChromiumRenderer:
-    return ChromiumRenderer(settings.chromium_path, pages=settings.render_pages,
-                            timeout_s=settings.render_timeout_s)
+    return ChromiumRenderer(
+        settings.chromium_path, pages=settings.render_pages, timeout_s=settings.render_timeout_s
+    )
 
 
 def make_ad_context(settings: Settings, renderer: Renderer) -> AdContext:

@@ -42,17 +42,25 @@ class RunResult:
     parent: dict[str, str] | None = None
 
 
-async def run_job(graph: CompiledStateGraph, ctx: AdContext, job_id: str, graph_input: dict[str, Any] | None,
-                  *, config: dict[str, Any] | None = None, listener: Listener | None = None,
-                  order: tuple[str, ...] = AD_NODES) -> RunResult:
+async def run_job(
+    graph: CompiledStateGraph,
+    ctx: AdContext,
+    job_id: str,
+    graph_input: dict[str, Any] | None,
+    *,
+    config: dict[str, Any] | None = None,
+    listener: Listener | None = None,
+    order: tuple[str, ...] = AD_NODES,
+) -> RunResult:
     """Run (or continue, with `graph_input=None`) thread `job_id` until it ends; never raises job errors."""
     config = config or thread_config(job_id)
     result = RunResult(job_id=job_id, parent=(config.get("metadata") or {}).get("parent"))
     started: dict[str, float] = {}
     emit = listener or (lambda kind, data: None)
     try:
-        async for mode, data in graph.astream(graph_input, config, context=ctx, durability="sync",
-                                              stream_mode=["tasks", "checkpoints"]):
+        async for mode, data in graph.astream(
+            graph_input, config, context=ctx, durability="sync", stream_mode=["tasks", "checkpoints"]
+        ):
             if mode == "tasks" and "triggers" in data:
                 started[data["id"]] = time.perf_counter()
                 emit("node_started", {"node": data["name"]})
@@ -62,8 +70,11 @@ async def run_job(graph: CompiledStateGraph, ctx: AdContext, job_id: str, graph_
                 result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
                 emit("node_finished", result.nodes[-1])
             elif mode == "checkpoints":
-                cp = {"id": data["config"]["configurable"]["checkpoint_id"],
-                      "step": data["metadata"].get("step"), "node": written_by(data, order)}
+                cp = {
+                    "id": data["config"]["configurable"]["checkpoint_id"],
+                    "step": data["metadata"].get("step"),
+                    "node": written_by(data, order),
+                }
                 result.checkpoints.append(cp)
                 emit("checkpoint", cp)
         result.status = "succeeded"

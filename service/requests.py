@@ -53,5 +53,8 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
         return model.model_validate(data)
     except ValidationError as e:
         problems = [f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()]
-        raise AdgraphError("INVALID_INPUT", "; ".join(problems),
-                           fields=[".".join(map(str, err["loc"])) for err in e.errors()]) from None
+        raise AdgraphError(
+            "INVALID_INPUT",
+            "; ".join(problems),
+            fields=[".".join(map(str, err["loc"])) for err in e.errors()],
+        ) from None

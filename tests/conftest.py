@@ -30,12 +30,14 @@ def coffee() -> Image.Image:
 
 @pytest.fixture(scope="session")
 def banana() -> Image.Image:
-    return Image.open(PHOTOS / "banana.png").convert("RGB")
+    with Image.open(PHOTOS / "banana.png") as im:
+        return im.convert("RGB")
 
 
 @pytest.fixture(scope="session")
 def fish_plate() -> Image.Image:
-    return Image.open(PHOTOS / "dried_fish_plate.png").convert("RGB")
+    with Image.open(PHOTOS / "dried_fish_plate.png") as im:
+        return im.convert("RGB")
 
 
 @pytest.fixture

@@ -30,11 +30,20 @@ class Env:
     ctx: AdContext
 
     async def run(self, photo, headline: str = "갓 볶은 원두, 오늘의 커피", **kw: Any) -> RunResult:
-        inp = {"product_image": self.ctx.artifacts.put_image_sync(photo),
-               "copy": AdCopy(headline=headline, subline=kw.pop("subline", "매일 아침 직접 로스팅합니다"),
-                              cta=kw.pop("cta", "지금 주문하기")),
-               "background_prompt": "warm beige linen", "size": "1080x1080", "seed": 1,
-               "text_position": "auto", "font": None, **kw}
+        inp = {
+            "product_image": self.ctx.artifacts.put_image_sync(photo),
+            "copy": AdCopy(
+                headline=headline,
+                subline=kw.pop("subline", "매일 아침 직접 로스팅합니다"),
+                cta=kw.pop("cta", "지금 주문하기"),
+            ),
+            "background_prompt": "warm beige linen",
+            "size": "1080x1080",
+            "seed": 1,
+            "text_position": "auto",
+            "font": None,
+            **kw,
+        }
         result = await run_job(self.graph, self.ctx, new_job_id(), inp)
         assert result.status == "succeeded", result.error and result.error.to_dict()
         return result

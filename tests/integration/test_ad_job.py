@@ -48,8 +48,8 @@ async def test_the_cutout_is_the_photos_own_pixels_with_the_product_matte(env, c
     px, photo = np.asarray(cutout), np.asarray(coffee)
     inside = px[..., 3] > 0
     assert np.array_equal(px[..., :3][inside], photo[inside])
-    assert px[coffee.height // 2, coffee.width // 2, 3] == 255          # the cup is in
-    assert px[0, 0, 3] == 0 and px[-1, -1, 3] == 0                       # the table is out
+    assert px[coffee.height // 2, coffee.width // 2, 3] == 255  # the cup is in
+    assert px[0, 0, 3] == 0 and px[-1, -1, 3] == 0  # the table is out
 
 
 @pytest.mark.parametrize("photo_name", ["coffee", "banana", "fish_plate"])
@@ -69,9 +69,9 @@ async def test_the_product_is_whole_inside_the_canvas_with_its_own_pixels_and_no
     # never cropped: every product pixel of the photo is on the canvas, away from the edges
     assert alpha.sum() > 0 and xs.min() > 0 and ys.min() > 0 and xs.max() < w - 1 and ys.max() < h - 1
     assert (alpha > 0).sum() >= 0.97 * (np.asarray(cutout)[..., 3] > 0).sum() * placement.scale**2
-    assert 0.08 < (alpha > 0).mean() < 0.6                               # a sensible share of the canvas
+    assert 0.08 < (alpha > 0).mean() < 0.6  # a sensible share of the canvas
     solid = alpha == 255
-    assert np.array_equal(np.asarray(scene)[solid], product[..., :3][solid])   # pixels preserved
+    assert np.array_equal(np.asarray(scene)[solid], product[..., :3][solid])  # pixels preserved
     # the text is there, and none of it lies on the product
     text = np.asarray(layer)[..., 3] > 0
     assert text.sum() > 2000
@@ -84,7 +84,9 @@ async def test_every_text_block_reads_at_4_5_to_1_against_what_is_under_it(env, 
     """Render the same layer with invisible text: what is left is exactly what lies under each glyph."""
     html = coffee_job.values["text_layer_html"]
     design = coffee_job.values["design"]
-    scene, ad = (np.asarray(i.convert("RGB")).astype(np.int16) for i in images(env, coffee_job, "scene", "ad"))
+    scene, ad = (
+        np.asarray(i.convert("RGB")).astype(np.int16) for i in images(env, coffee_job, "scene", "ad")
+    )
     bare_html = re.sub(r"(?<![-\w])color: #[0-9a-fA-F]{6}", "color: transparent", html)
     assert bare_html != html
     bare_layer, _ = await env.ctx.renderer.render_layer(bare_html, (ad.shape[1], ad.shape[0]))
@@ -106,19 +108,27 @@ async def test_every_text_block_reads_at_4_5_to_1_against_what_is_under_it(env, 
 async def test_a_branch_from_composite_changes_only_the_text(env, coffee_job) -> None:
     source = await find_snapshot(env.graph, coffee_job.job_id, AD_NODES, node="composite")
     child_id = new_job_id()
-    cfg = await seed_branch(env.graph, source, child_id, AD_NODES,
-                            {"copy": AdCopy(headline="Same scene, new copy", cta="Order")},
-                            INPUT_CONSUMERS, {"parent": {"job_id": coffee_job.job_id}})
+    cfg = await seed_branch(
+        env.graph,
+        source,
+        child_id,
+        AD_NODES,
+        {"copy": AdCopy(headline="Same scene, new copy", cta="Order")},
+        INPUT_CONSUMERS,
+        {"parent": {"job_id": coffee_job.job_id}},
+    )
     child = await run_job(env.graph, env.ctx, child_id, None, config=cfg)
     assert child.status == "succeeded", child.error
     ran = [n["name"] for n in child.nodes]
     assert not {"segment", "background", "composite"} & set(ran) and ran[-1] == "render"
     assert child.values["scene"] == coffee_job.values["scene"]
-    old_ad, new_ad = (np.asarray(env.ctx.artifacts.open_image_sync(r.values["ad"])).astype(np.int16)
-                      for r in (coffee_job, child))
+    old_ad, new_ad = (
+        np.asarray(env.ctx.artifacts.open_image_sync(r.values["ad"])).astype(np.int16)
+        for r in (coffee_job, child)
+    )
     changed = np.abs(old_ad - new_ad).sum(axis=2) > 0
     assert changed.any()
     text_zone = np.zeros_like(changed)
     for result in (coffee_job, child):
         text_zone |= np.asarray(env.ctx.artifacts.open_image_sync(result.values["text_layer"]))[..., 3] > 0
-    assert not (changed & ~text_zone).any()     # every changed pixel is a text-layer pixel
+    assert not (changed & ~text_zone).any()  # every changed pixel is a text-layer pixel

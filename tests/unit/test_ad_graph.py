@@ -27,9 +27,14 @@ STEP2 = ["analyze", "plan", "design", "code", "render"]
 @pytest.fixture
 def ctx(tmp_path) -> AdContext:
     return AdContext(
-        artifacts=FileArtifactStore(tmp_path / "artifacts"), segmenter=FakeSegmenter(),
-        backdrop=StudioBackdrop(), compositor=StudioCompositor(), analyzer=StatsAnalyzer(),
-        planner=RulePlanner(), designer=RuleDesigner(FontconfigCatalog()), developer=RuleDeveloper(),
+        artifacts=FileArtifactStore(tmp_path / "artifacts"),
+        segmenter=FakeSegmenter(),
+        backdrop=StudioBackdrop(),
+        compositor=StudioCompositor(),
+        analyzer=StatsAnalyzer(),
+        planner=RulePlanner(),
+        designer=RuleDesigner(FontconfigCatalog()),
+        developer=RuleDeveloper(),
         renderer=FakeRenderer(),
     )
 
@@ -41,9 +46,15 @@ def graph():
 
 def ad_input(ctx: AdContext, photo, headline: str = "Fresh red bottle", **kw):
     ref = ctx.artifacts.put_image_sync(photo)
-    base = {"product_image": ref, "copy": AdCopy(headline=headline, subline="New in store", cta="Buy"),
-            "background_prompt": "blue marble", "size": "1080x1080", "seed": 3, "text_position": "auto",
-            "font": None}
+    base = {
+        "product_image": ref,
+        "copy": AdCopy(headline=headline, subline="New in store", cta="Buy"),
+        "background_prompt": "blue marble",
+        "size": "1080x1080",
+        "seed": 3,
+        "text_position": "auto",
+        "font": None,
+    }
     return {**base, **kw}
 
 
@@ -67,41 +78,56 @@ async def test_checkpoints_hold_references_not_pixels(graph, ctx, product_photo)
 
 
 async def test_user_text_is_escaped_into_the_layer(graph, ctx, product_photo) -> None:
-    result = await run_job(graph, ctx, "job-x", ad_input(ctx, product_photo, headline="<script>alert(1)</script>"))
+    result = await run_job(
+        graph, ctx, "job-x", ad_input(ctx, product_photo, headline="<script>alert(1)</script>")
+    )
     html = result.values["text_layer_html"]
     assert "&lt;script&gt;" in html and "<script" not in html
 
 
-async def test_a_branch_from_composite_with_new_copy_runs_only_the_text_layer(graph, ctx, product_photo) -> None:
+async def test_a_branch_from_composite_with_new_copy_runs_only_the_text_layer(
+    graph, ctx, product_photo
+) -> None:
     first = await run_job(graph, ctx, "src", ad_input(ctx, product_photo))
     segment_calls = ctx.segmenter.calls
     source = await find_snapshot(graph, "src", AD_NODES, node="composite")
-    cfg = await seed_branch(graph, source, "child", AD_NODES, {"copy": AdCopy(headline="Half price today")},
-                            INPUT_CONSUMERS, {"parent": {"job_id": "src"}})
+    cfg = await seed_branch(
+        graph,
+        source,
+        "child",
+        AD_NODES,
+        {"copy": AdCopy(headline="Half price today")},
+        INPUT_CONSUMERS,
+        {"parent": {"job_id": "src"}},
+    )
     child = await run_job(graph, ctx, "child", None, config=cfg)
     assert child.status == "succeeded", child.error
     assert [n["name"] for n in child.nodes] == STEP2
     assert ctx.segmenter.calls == segment_calls
-    assert child.values["scene"] == first.values["scene"]          # the same step-1 image, shared
+    assert child.values["scene"] == first.values["scene"]  # the same step-1 image, shared
     assert child.values["ad"] != first.values["ad"]
     assert child.values["copy"].headline == "Half price today"
     # the source job is untouched
     src_now = await graph.aget_state(thread_config("src"))
-    assert src_now.values["ad"] == first.values["ad"] and src_now.values["copy"].headline == "Fresh red bottle"
+    assert (
+        src_now.values["ad"] == first.values["ad"] and src_now.values["copy"].headline == "Fresh red bottle"
+    )
 
 
 async def test_a_branch_refuses_an_input_its_checkpoint_already_used(graph, ctx, product_photo) -> None:
     await run_job(graph, ctx, "src", ad_input(ctx, product_photo))
     source = await find_snapshot(graph, "src", AD_NODES, node="composite")
     with pytest.raises(AdgraphError) as err:
-        await seed_branch(graph, source, "child", AD_NODES, {"background_prompt": "red wood"},
-                          INPUT_CONSUMERS, {})
+        await seed_branch(
+            graph, source, "child", AD_NODES, {"background_prompt": "red wood"}, INPUT_CONSUMERS, {}
+        )
     assert err.value.code == "INVALID_INPUT" and "'segment'" in err.value.message
     assert [s async for s in graph.aget_state_history(thread_config("child"))] == []  # nothing was written
     # from segment it is allowed, and the backdrop is made again
     source = await find_snapshot(graph, "src", AD_NODES, node="segment")
-    cfg = await seed_branch(graph, source, "child", AD_NODES, {"background_prompt": "red wood"},
-                            INPUT_CONSUMERS, {})
+    cfg = await seed_branch(
+        graph, source, "child", AD_NODES, {"background_prompt": "red wood"}, INPUT_CONSUMERS, {}
+    )
     child = await run_job(graph, ctx, "child", None, config=cfg)
     assert [n["name"] for n in child.nodes] == list(AD_NODES[1:])
 
@@ -137,12 +163,15 @@ async def test_a_failed_node_keeps_its_checkpoints_and_resume_runs_only_what_is_
 async def test_copy_too_long_fails_at_design_and_a_branch_with_shorter_copy_recovers(
     graph, ctx, product_photo
 ) -> None:
-    long = "오늘만 특별한 가격 " * 9  # 90 characters: within the request limit, too long for 1200x628 at 28 px
+    long = (
+        "오늘만 특별한 가격 " * 9
+    )  # 90 characters: within the request limit, too long for 1200x628 at 28 px
     result = await run_job(graph, ctx, "job-l", ad_input(ctx, product_photo, headline=long, size="1200x628"))
     assert result.status == "failed" and result.error.code == "INVALID_INPUT"
     assert "28 px" in result.error.message and result.error.details.get("limit_chars")
     source = await find_snapshot(graph, "job-l", AD_NODES, node="composite")
-    cfg = await seed_branch(graph, source, "job-s", AD_NODES, {"copy": AdCopy(headline="Short")},
-                            INPUT_CONSUMERS, {})
+    cfg = await seed_branch(
+        graph, source, "job-s", AD_NODES, {"copy": AdCopy(headline="Short")}, INPUT_CONSUMERS, {}
+    )
     fixed = await run_job(graph, ctx, "job-s", None, config=cfg)
     assert fixed.status == "succeeded", fixed.error
