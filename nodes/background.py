@@ -21,4 +21,5 @@ async def background(state: AdState, runtime: Runtime[AdContext]) -> dict[str, A
         product_palette=palette,
         seed=state["seed"],
     )
-    return {"background": await ctx.artifacts.put_image(image)}
+    # An intermediate only `composite` reads: JPEG q95 is invisible here and ~150 ms faster than PNG.
+    return {"background": await ctx.artifacts.put_image(image, lossy=True)}
