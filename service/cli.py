@@ -159,6 +159,82 @@ def fonts() -> None:
         typer.echo(f"{face.family}\t{face.style}\t{face.weight}\t{'hangul' if face.hangul else '-'}")
 
 
+@app.command()
+def studio(
+    port: Annotated[int, typer.Option(help="Port of the LangGraph dev server.")] = 2025,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the graphs to LangGraph Studio (`langgraph dev`) over this project's checkpoint database."""
+    import os
+    import subprocess
+
+    from service.settings import Settings
+
+    config = Path(__file__).resolve().parents[1] / "langgraph.json"
+    settings = Settings()
+    env = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "ADGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
+        **({"ADGRAPH_CHECKPOINT_URL": settings.checkpoint_url} if settings.checkpoint_url else {}),
+    }
+    # --no-reload: the reloader would restart the server on every checkpoint written under the data dir.
+    cmd = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--config",
+        str(config),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-browser",
+        "--no-reload",
+    ]
+    with subprocess.Popen(cmd, env=env, cwd=config.parent) as server:
+        try:
+            n = asyncio.run(_register_jobs(f"http://{host}:{port}", settings))
+            typer.echo(
+                f"adgraph: {n} jobs visible in Studio: "
+                f"https://smith.langchain.com/studio/?baseUrl=http://{host}:{port}",
+                err=True,
+            )
+            server.wait()
+        except KeyboardInterrupt:
+            server.terminate()
+            server.wait()
+        except BaseException:
+            server.terminate()
+            raise
+    raise typer.Exit(server.returncode or 0)
+
+
+async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> int:
+    """Wait for the dev server, then tell it about every job in the checkpoint database."""
+    import httpx
+    from langgraph_sdk import get_client
+
+    from checkpoints.saver import open_checkpointer
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient() as http:
+        while True:
+            try:
+                if (await http.get(f"{url}/ok")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AdgraphError("INTERNAL", f"the LangGraph dev server did not answer at {url}")
+            await asyncio.sleep(0.5)
+    async with open_checkpointer(settings.checkpoints) as saver:
+        threads = {t.config["configurable"]["thread_id"] async for t in saver.alist(None)}
+    async with get_client(url=url) as client:
+        for thread_id in threads:
+            await client.threads.create(thread_id=thread_id, graph_id="ad", if_exists="do_nothing")
+    return len(threads)
+
+
 @jobs_app.command("checkpoints")
 def jobs_checkpoints(job_id: str) -> None:
     """List a job's checkpoints: id, step, the node that wrote it, time."""

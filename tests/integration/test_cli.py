@@ -189,3 +189,60 @@ def test_copy_that_cannot_fit_fails_the_job_with_the_limit_and_leaves_no_ad(tmp_
     assert (
         not (out / "ad.png").exists() and json.loads((out / "result.json").read_text())["status"] == "failed"
     )
+
+
+def test_studio_serves_the_ad_graph_and_the_jobs_the_cli_made(tmp_path: Path, cli_env) -> None:
+    import asyncio
+    import socket
+
+    from langgraph_sdk import get_client
+
+    run = adgraph("ad", "--product", str(BANANA), *AD_ARGS, "--out", str(tmp_path / "out"), env=cli_env)
+    assert run.returncode == 0, run.stderr
+    job_id = json.loads(run.stdout)["job_id"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "studio.log").open("w")
+    with (
+        log,
+        subprocess.Popen(
+            [ADGRAPH, "studio", "--port", str(port)], env=cli_env, stdout=log, stderr=subprocess.STDOUT
+        ) as server,
+    ):
+        try:
+
+            async def inspect() -> tuple[list[str], dict, int]:
+                async with get_client(url=f"http://127.0.0.1:{port}") as client:
+                    return await _inspect(client)
+
+            async def _inspect(client) -> tuple[list[str], dict, int]:
+                for _ in range(120):
+                    try:
+                        state = await client.threads.get_state(job_id)
+                        break
+                    except Exception:  # noqa: BLE001 - not up, or the job not registered yet
+                        await asyncio.sleep(0.5)
+                else:
+                    raise AssertionError((tmp_path / "studio.log").read_text()[-3000:])
+                assistants = await client.assistants.search(graph_id="ad")
+                graph = await client.assistants.get_graph(assistants[0]["assistant_id"])
+                history = await client.threads.get_history(job_id, limit=50)
+                return [n["id"] for n in graph["nodes"]], state, len(history)
+
+            nodes, state, n_history = asyncio.run(inspect())
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert nodes[1:-1] == [
+        "segment",
+        "background",
+        "composite",
+        "analyze",
+        "plan",
+        "design",
+        "code",
+        "render",
+    ]
+    assert state["next"] == [] and state["values"]["ad"]["width"] == 1080
+    assert n_history == 10
