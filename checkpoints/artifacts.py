@@ -103,6 +103,20 @@ class FileArtifactStore:
             )
         return self.root / artifact_id[:2] / (artifact_id[2:] + _EXT.get(mime or "", ".bin"))
 
+    def find(self, artifact_id: str) -> ArtifactRef:
+        """The stored artifact with that id (any type); ARTIFACT_NOT_FOUND if there is none."""
+        self.path(artifact_id)  # validates the id before it touches the file system
+        matches = [p for p in (self.root / artifact_id[:2]).glob(artifact_id[2:] + ".*") if p.is_file()]
+        if not matches:
+            raise AdgraphError("ARTIFACT_NOT_FOUND", f"no artifact {artifact_id}")
+        path = matches[0]
+        mime = {ext: m for m, ext in _EXT.items()}.get(path.suffix, "application/octet-stream")
+        width = height = None
+        if mime.startswith("image/"):
+            with Image.open(path) as im:
+                width, height = im.size
+        return ArtifactRef(id=artifact_id, mime=mime, bytes=path.stat().st_size, width=width, height=height)
+
     def put_bytes_sync(
         self, data: bytes, mime: str, width: int | None = None, height: int | None = None
     ) -> ArtifactRef:

@@ -55,8 +55,14 @@ async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
             await conn.close()
     elif url.startswith(("postgresql://", "postgres://")):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
 
-        async with AsyncPostgresSaver.from_conn_string(url, serde=serializer()) as saver:
+        # A pool, so concurrent jobs and API reads don't queue on one connection. prepare_threshold=None
+        # keeps it working behind PgBouncer.
+        kwargs = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
+        async with AsyncConnectionPool(url, min_size=1, max_size=8, kwargs=kwargs, open=False) as pool:
+            saver = AsyncPostgresSaver(pool, serde=serializer())
             await saver.setup()
             yield saver
     else:

@@ -151,6 +151,19 @@ def ad(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Run the REST job service (jobs survive restarts; see /docs)."""
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@app.command()
 def fonts() -> None:
     """List the installed fonts an ad can use."""
     from nodes.backends.fonts import FontconfigCatalog
@@ -292,39 +305,21 @@ def jobs_branch(
         from checkpoints.history import find_snapshot, seed_branch
         from graph.ad import INPUT_CONSUMERS
         from graph.state import AD_NODES
-        from service.jobs import new_job_id, run_job
-        from service.requests import AdOptions, parse
+        from service.jobs import branch_changes, new_job_id, run_job
 
         async with _environment() as env:
             source = await find_snapshot(
                 env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint, node=from_node
             )
-            values = source.values
-            old = values["copy"]
-            merged = parse(
-                AdOptions,
-                {
-                    "headline": old.headline if headline is None else headline,
-                    "subline": old.subline if subline is None else subline,
-                    "cta": old.cta if cta is None else cta,
-                    "background_prompt": values["background_prompt"] if prompt is None else prompt,
-                    "size": values["size"],
-                    "text_position": values["text_position"],
-                    "seed": values["seed"] if seed is None else seed,
-                    "font": values["font"] if font is None else font,
-                },
-            )
-            if merged.font is not None:
-                merged = merged.model_copy(update={"font": env.ctx.designer.fonts.resolve(merged.font)})
-            overrides: dict[str, Any] = {}
-            new_copy = old.model_copy(
-                update={"headline": merged.headline, "subline": merged.subline, "cta": merged.cta}
-            )
-            if new_copy != old:
-                overrides["copy"] = new_copy
-            for key in ("background_prompt", "seed", "font"):
-                if getattr(merged, key) != values[key]:
-                    overrides[key] = getattr(merged, key)
+            changes = {
+                "headline": headline,
+                "subline": subline,
+                "cta": cta,
+                "background_prompt": prompt,
+                "seed": seed,
+                "font": font,
+            }
+            _, overrides = branch_changes(source.values, changes, env.ctx.designer.fonts.resolve)
             new_id = new_job_id()
             parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
             config = await seed_branch(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from langgraph.errors import GraphDrained
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import RunControl
 
 from checkpoints.artifacts import FileArtifactStore
 from checkpoints.history import thread_config, written_by
@@ -22,7 +25,7 @@ from graph.errors import AdgraphError
 from graph.state import AD_NODES
 
 OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
 def new_job_id() -> str:
@@ -40,6 +43,8 @@ class RunResult:
     values: dict[str, Any] = field(default_factory=dict)
     error: AdgraphError | None = None
     parent: dict[str, str] | None = None
+    drained: str | None = None
+    """Why the run stopped early at a node boundary (a RunControl drain), if it did."""
 
 
 async def run_job(
@@ -51,12 +56,17 @@ async def run_job(
     config: dict[str, Any] | None = None,
     listener: Listener | None = None,
     order: tuple[str, ...] = AD_NODES,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run (or continue, with `graph_input=None`) thread `job_id` until it ends; never raises job errors."""
     config = config or thread_config(job_id)
     result = RunResult(job_id=job_id, parent=(config.get("metadata") or {}).get("parent"))
     started: dict[str, float] = {}
-    emit = listener or (lambda kind, data: None)
+
+    async def emit(kind: str, data: dict[str, Any]) -> None:
+        if listener is not None and inspect.isawaitable(out := listener(kind, data)):
+            await out
+
     # "sync": each checkpoint is on disk before the next node starts, so a kill loses at most one node.
     durability = "sync" if graph.checkpointer else None
     try:
@@ -65,16 +75,17 @@ async def run_job(
             config,
             context=ctx,
             durability=durability,
+            control=control,
             stream_mode=["tasks", "checkpoints", "values"],
         ):
             if mode == "tasks" and "triggers" in data:
                 started[data["id"]] = time.perf_counter()
-                emit("node_started", {"node": data["name"]})
+                await emit("node_started", {"node": data["name"]})
             elif mode == "tasks":
                 seconds = round(time.perf_counter() - started.pop(data["id"], time.perf_counter()), 4)
                 status = "failed" if data.get("error") else "succeeded"
                 result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
-                emit("node_finished", result.nodes[-1])
+                await emit("node_finished", result.nodes[-1])
             elif mode == "values":
                 result.values = dict(data)
             elif mode == "checkpoints":
@@ -84,8 +95,10 @@ async def run_job(
                     "node": written_by(data, order),
                 }
                 result.checkpoints.append(cp)
-                emit("checkpoint", cp)
+                await emit("checkpoint", cp)
         result.status = "succeeded"
+    except GraphDrained as e:  # cancel or shutdown asked to stop at a node boundary; checkpoints intact
+        result.status, result.drained = "cancelled", str(e) or "cancel"
     except AdgraphError as e:
         result.status, result.error = "failed", e
     except Exception as e:  # noqa: BLE001 - a job ends failed with a code; the checkpoints stay resumable
@@ -133,3 +146,48 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.close(fd)
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+BRANCH_FIELDS = ("headline", "subline", "cta", "background_prompt", "seed", "font")
+
+
+def branch_changes(
+    values: dict[str, Any], changes: dict[str, Any], resolve_font: Callable[[str], str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply a branch's `changes` (AdOptions field names) to a checkpoint's `values`.
+
+    Returns (the full validated options as a dict, the state overrides that differ from `values`).
+    """
+    from graph.models import AdCopy
+    from service.requests import AdOptions, parse
+
+    unknown = set(changes) - set(BRANCH_FIELDS)
+    if unknown:
+        raise AdgraphError(
+            "INVALID_INPUT",
+            f"cannot change {', '.join(sorted(unknown))} in a branch; "
+            f"change one of {', '.join(BRANCH_FIELDS)}",
+            fields=sorted(unknown),
+        )
+    old: AdCopy = values["copy"]
+    current = {
+        "headline": old.headline,
+        "subline": old.subline,
+        "cta": old.cta,
+        "background_prompt": values["background_prompt"],
+        "size": values["size"],
+        "seed": values["seed"],
+        "text_position": values["text_position"],
+        "font": values["font"],
+    }
+    merged = parse(AdOptions, {**current, **{k: v for k, v in changes.items() if v is not None}})
+    if merged.font is not None:
+        merged = merged.model_copy(update={"font": resolve_font(merged.font)})
+    overrides: dict[str, Any] = {}
+    new_copy = AdCopy(headline=merged.headline, subline=merged.subline, cta=merged.cta)
+    if new_copy != old:
+        overrides["copy"] = new_copy
+    for key in ("background_prompt", "seed", "font"):
+        if getattr(merged, key) != values[key]:
+            overrides[key] = getattr(merged, key)
+    return merged.model_dump(), overrides

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     render_timeout_s: float = Field(20.0, gt=0)
     render_pages: int = Field(2, ge=1, description="Chromium tabs kept warm for rendering at once.")
     onnx_threads: int = Field(2, ge=1)
+    database_url: str | None = Field(
+        None, description="Jobs and events: sqlite:///FILE or postgresql://…; default: SQLite in data_dir."
+    )
+    max_concurrent_jobs: int = Field(2, ge=1, description="Jobs run at once by this process.")
+    lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
+    max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
 
     @cached_property
     def artifacts_dir(self) -> Path:
@@ -28,4 +34,13 @@ class Settings(BaseSettings):
 
     @property
     def checkpoints(self) -> str:
-        return self.checkpoint_url or f"sqlite:///{self.data_dir / 'checkpoints.db'}"
+        """Checkpoints follow the jobs database unless set on their own."""
+        if self.checkpoint_url:
+            return self.checkpoint_url
+        if self.database_url and not self.database_url.startswith("sqlite"):
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'checkpoints.db'}"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"

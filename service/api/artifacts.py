@@ -1,0 +1,103 @@
+"""Uploads and downloads of content-addressed files."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+from fastapi.responses import FileResponse
+
+from checkpoints.ingest import validate_image
+from service.api.deps import Res
+from service.api.schemas import ArtifactOut, ErrorResponse
+
+router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ArtifactOut,
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+async def upload(
+    res: Res, file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")]
+) -> ArtifactOut:
+    """Store an image; the same bytes always get the same id."""
+    data = await file.read()  # the body limit (UploadLimit middleware) was enforced while it streamed in
+    mime, w, h = await asyncio.to_thread(
+        validate_image, data, max_pixels=res.settings.max_image_pixels, name=file.filename or "upload"
+    )
+    ref = await asyncio.to_thread(res.artifacts.put_bytes_sync, data, mime, w, h)
+    return ArtifactOut(**ref.model_dump())
+
+
+@router.get(
+    "/{artifact_id}",
+    response_class=FileResponse,
+    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+async def download(artifact_id: str, res: Res) -> FileResponse:
+    """The artifact's bytes, cacheable forever (the id is the content's hash)."""
+    ref = await asyncio.to_thread(res.artifacts.find, artifact_id)
+    return FileResponse(
+        res.artifacts.path(ref),
+        media_type=ref.mime,
+        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{ref.id}"'},
+    )
+
+
+class UploadLimit:
+    """Refuse an upload body over `limit` bytes as it streams in, before it is buffered whole.
+
+    Pure ASGI: past the limit it answers 413 itself and tells the app the client went away.
+    """
+
+    SLACK = 64 * 1024  # multipart framing and headers around the file
+
+    def __init__(self, app, limit: int, path: str = "/v1/artifacts") -> None:
+        self.app, self.limit, self.path = app, limit, path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit + self.SLACK:
+            return await self._refuse(scope, receive, send)
+        seen, refused = 0, False
+
+        async def limited_receive():
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit + self.SLACK:
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, scope, receive, send) -> None:
+        from service.api.errors import error_response
+
+        response = error_response(
+            "IMAGE_TOO_LARGE",
+            f"the upload is over the {self.limit} byte limit (ADGRAPH_MAX_UPLOAD_BYTES)",
+            413,
+            {"limit_bytes": self.limit},
+        )
+        await response(scope, receive, send)

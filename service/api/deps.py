@@ -1,0 +1,34 @@
+"""The app's resources, as `Annotated` dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from langgraph.graph.state import CompiledStateGraph
+
+from checkpoints.artifacts import FileArtifactStore
+from service.events import EventBus
+from service.runner import JobRunner
+from service.settings import Settings
+from service.store import JobStore
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    store: JobStore
+    artifacts: FileArtifactStore
+    graphs: dict[str, CompiledStateGraph]
+    runner: JobRunner
+    bus: EventBus
+    ctx: Any
+    metrics: Any
+
+
+def _resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+Res = Annotated[Resources, Depends(_resources)]

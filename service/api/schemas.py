@@ -1,0 +1,133 @@
+"""Request and response models of the REST API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ArtifactOut(BaseModel):
+    id: str
+    mime: str
+    width: int | None
+    height: int | None
+    bytes: int
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow: str = Field(description="Workflow name, see GET /v1/workflows")
+    input: dict[str, Any] = Field(
+        description="The workflow's input (GET /v1/workflows/{name} has its schema)"
+    )
+
+
+class BranchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    checkpoint_id: str | None = Field(None, max_length=64)
+    from_node: str | None = Field(None, max_length=32)
+    input: dict[str, Any] = Field(default_factory=dict, description='Inputs to change, e.g. {"headline": …}')
+
+
+class Progress(BaseModel):
+    percent: int
+    node: str | None
+    message: str
+    eta_seconds: float | None
+
+
+class NodeRun(BaseModel):
+    name: str
+    status: Literal["running", "succeeded", "failed"]
+    attempt: int
+    started_at: str | None
+    seconds: float | None
+
+
+class ResultArtifact(BaseModel):
+    id: str
+    url: str
+    mime: str
+
+
+class Parent(BaseModel):
+    job_id: str
+    checkpoint_id: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    workflow: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: Progress
+    nodes: list[NodeRun]
+    result: dict[str, ResultArtifact] | None
+    error: ErrorBody | None
+    parent: Parent | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, job: Any) -> JobOut:
+        return cls(
+            id=job.id,
+            workflow=job.workflow,
+            status=job.status,
+            progress=job.progress,
+            nodes=job.nodes or [],
+            result=job.result,
+            error=job.error and {**job.error, "details": {}},
+            parent={"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
+            if job.parent_job_id
+            else None,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    step: int
+    node: str
+    created_at: str
+    parent: str | None
+    next: list[str]
+    preview: ResultArtifact | None
+
+
+class CheckpointDetail(CheckpointOut):
+    values: dict[str, Any]
+
+
+class WorkflowSummary(BaseModel):
+    name: str
+    nodes: list[str]
+
+
+class WorkflowDetail(WorkflowSummary):
+    input_schema: dict[str, Any]
+    edges: list[tuple[str, str]]
+
+
+class FontOut(BaseModel):
+    family: str
+    style: str
+    weight: int
+    hangul: bool

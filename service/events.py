@@ -1,0 +1,28 @@
+"""In-process fan-out of job events to live SSE clients (the database keeps them for replay)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+
+    def subscribe(self, job_id: str) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._subs[job_id].add(q)
+        return q
+
+    def unsubscribe(self, job_id: str, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subs[job_id].discard(q)
+        if not self._subs[job_id]:
+            del self._subs[job_id]
+
+    def publish(self, job_id: str, event: dict[str, Any]) -> None:
+        for q in list(self._subs.get(job_id, ())):
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled client catches up on reconnect
+                q.put_nowait(event)

@@ -1,0 +1,273 @@
+"""The in-process job runner: takes queued jobs from the database, runs them, keeps their leases.
+
+Several runners (processes) may share a PostgreSQL database: `claim` hands each job to one of them, a
+runner that dies stops renewing its leases, and `requeue_stale` puts its jobs back in the queue, where
+they continue from their last checkpoint. With SQLite there is one process, so at start-up every job
+still marked running was orphaned by a crash and is re-queued at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import RunControl
+
+from checkpoints.history import thread_config
+from graph.errors import AdgraphError
+from service.db import Job
+from service.events import EventBus
+from service.jobs import OUTPUT_FILES, RunResult, run_job
+from service.store import JobStore
+from service.workflows import Workflow
+
+log = logging.getLogger("adgraph.runner")
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        workflows: dict[str, Workflow],
+        graphs: dict[str, CompiledStateGraph],
+        ctx: Any,
+        bus: EventBus,
+        *,
+        concurrency: int = 2,
+        lease_s: float = 15.0,
+    ) -> None:
+        self.store, self.workflows, self.graphs, self.ctx, self.bus = store, workflows, graphs, ctx, bus
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._controls: dict[str, RunControl] = {}
+        self._stopping = False
+        self.node_seconds: list[tuple[str, str, float]] = []
+        """(workflow, node, seconds) since start, drained by the metrics endpoint."""
+
+    @property
+    def running(self) -> int:
+        return len(self._controls)
+
+    async def start(self) -> None:
+        requeued = await self.store.requeue_stale(all_running=self.store.is_sqlite)
+        if requeued:
+            log.info("re-queued %d jobs orphaned by a previous process", len(requeued))
+        self._tasks = [
+            asyncio.create_task(self._worker(i), name=f"job-worker-{i}") for i in range(self.concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._reaper(), name="job-reaper"))
+
+    async def stop(self) -> None:
+        """Stop at the next node boundary; unfinished jobs go back to the queue for the next start."""
+        self._stopping = True
+        for control in self._controls.values():
+            control.request_drain("shutdown")
+        self._wake.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel_running(self, job_id: str) -> bool:
+        control = self._controls.get(job_id)
+        if control is None:
+            return False
+        control.request_drain("cancel")
+        return True
+
+    async def _worker(self, index: int) -> None:
+        while not self._stopping:
+            try:
+                job = await self.store.claim(self.owner, self.lease_s)
+            except Exception:  # the database blinked; try again shortly
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                continue
+            try:
+                await self._run(job)
+            except Exception as e:  # never lose the worker; the job ends failed with a code
+                log.exception("job %s crashed the runner", job.id)
+                await self._finish(
+                    job.id, "failed", error=AdgraphError("INTERNAL", f"{type(e).__name__}: {e}")
+                )
+
+    async def _reaper(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.lease_s / 2)
+            with contextlib.suppress(Exception):
+                if await self.store.requeue_stale():
+                    self.wake()
+
+    async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
+        ev = await self.store.add_event(job_id, type_, data)
+        self.bus.publish(
+            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
+        )
+
+    async def _run(self, job: Job) -> None:
+        wf = self.workflows[job.workflow]
+        graph = self.graphs[job.workflow]
+        control = RunControl()
+        self._controls[job.id] = control
+        heartbeat = asyncio.create_task(self._heartbeat(job.id, control))
+        try:
+            snapshot = await graph.aget_state(thread_config(job.id))
+            graph_input = None if snapshot.values else wf.graph_input(job.input, self.ctx)
+            done = [n for n in wf.nodes if snapshot.values and wf.output_key(n) in snapshot.values]
+            typical = await self.store.typical_seconds(job.workflow, wf.nodes)
+            progress = _Progress(wf.nodes, done, typical)
+            nodes = list(job.nodes or [])
+            await self.store.update(job.id, progress=progress.snapshot("running"))
+            await self.emit(
+                job.id, "job_running", {"attempt": job.attempts, "resumed": bool(snapshot.values)}
+            )
+
+            async def listener(kind: str, data: dict[str, Any]) -> None:
+                if kind == "node_started":
+                    progress.start(data["node"])
+                    nodes.append(
+                        {
+                            "name": data["node"],
+                            "status": "running",
+                            "attempt": job.attempts,
+                            "started_at": dt.datetime.now(dt.UTC).isoformat(),
+                            "seconds": None,
+                        }
+                    )
+                    await self.store.update(
+                        job.id, progress=progress.snapshot(f"running {data['node']}"), nodes=nodes
+                    )
+                    await self.emit(
+                        job.id, "node_started", {"node": data["node"], "progress": progress.snapshot()}
+                    )
+                elif kind == "node_finished":
+                    for n in reversed(nodes):
+                        if n["name"] == data["name"] and n["status"] == "running":
+                            n.update(status=data["status"], seconds=data["seconds"])
+                            break
+                    if data["status"] == "succeeded":
+                        progress.finish(data["name"])
+                        await self.store.record_timing(job.workflow, data["name"], data["seconds"])
+                        self.node_seconds.append((job.workflow, data["name"], data["seconds"]))
+                    await self.store.update(
+                        job.id, progress=progress.snapshot(f"{data['name']} {data['status']}"), nodes=nodes
+                    )
+                    await self.emit(job.id, "node_finished", {**data, "progress": progress.snapshot()})
+                elif kind == "checkpoint":
+                    await self.store.update(job.id, active_checkpoint_id=data["id"])
+
+            result = await run_job(
+                graph, self.ctx, job.id, graph_input, listener=listener, control=control, order=wf.nodes
+            )
+            await self._settle(job, result, progress)
+        finally:
+            heartbeat.cancel()
+            self._controls.pop(job.id, None)
+
+    async def _settle(self, job: Job, result: RunResult, progress: _Progress) -> None:
+        if result.status == "succeeded":
+            refs = {key: result.values[key] for key in OUTPUT_FILES if key in result.values}
+            out = {
+                name: {"id": ref.id, "url": f"/v1/artifacts/{ref.id}", "mime": ref.mime}
+                for name, ref in refs.items()
+            }
+            await self._finish(job.id, "succeeded", result=out, progress=progress.snapshot("done", done=True))
+        elif result.drained == "cancel":
+            await self._finish(job.id, "cancelled", progress=progress.snapshot("cancelled"))
+        elif result.drained:  # shutdown or lease lost: someone continues it from its checkpoint
+            await self.store.transition(
+                job.id, ["running"], status="queued", lease_owner=None, lease_expires_at=None
+            )
+            await self.emit(job.id, "job_requeued", {"reason": result.drained})
+        else:
+            await self._finish(job.id, "failed", error=result.error, progress=progress.snapshot("failed"))
+
+    async def _finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: AdgraphError | None = None,
+        progress: dict[str, Any] | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "cancel_requested": False,
+        }
+        if result is not None:
+            values["result"] = result
+        if error is not None:
+            values["error"] = {"code": error.code, "message": error.message}
+        if progress is not None:
+            values["progress"] = progress
+        await self.store.update(job_id, **values)
+        await self.emit(
+            job_id, "job_finished", {"status": status, **({"error": values["error"]} if error else {})}
+        )
+
+    async def _heartbeat(self, job_id: str, control: RunControl) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                job = await self.store.renew(job_id, self.owner, self.lease_s)
+            except Exception:
+                continue
+            if job is None:
+                control.request_drain("lease lost")
+                return
+            if job.cancel_requested:
+                control.request_drain("cancel")
+
+
+class _Progress:
+    """Percent done and ETA from the nodes' typical durations (1 s for a node never timed)."""
+
+    def __init__(self, order: tuple[str, ...], done: list[str], typical: dict[str, float]) -> None:
+        self.order, self.done, self.typical = order, set(done), typical
+        self.current: str | None = None
+        self.started = time.perf_counter()
+
+    def _cost(self, node: str) -> float:
+        return self.typical.get(node, 1.0)
+
+    def start(self, node: str) -> None:
+        self.current, self.started = node, time.perf_counter()
+
+    def finish(self, node: str) -> None:
+        self.done.add(node)
+        self.current = None
+
+    def snapshot(self, message: str | None = None, *, done: bool = False) -> dict[str, Any]:
+        total = sum(self._cost(n) for n in self.order)
+        finished = sum(self._cost(n) for n in self.order if n in self.done)
+        remaining = total - finished
+        if self.current:
+            elapsed = time.perf_counter() - self.started
+            finished += min(elapsed, self._cost(self.current) * 0.95)
+            remaining = max(0.0, total - finished)
+        percent = 100 if done else min(99, round(100 * finished / total)) if total else 0
+        return {
+            "percent": percent,
+            "node": self.current,
+            "message": message or "",
+            "eta_seconds": 0.0 if done else round(remaining, 2),
+        }

@@ -1,0 +1,193 @@
+"""The job store: jobs as rows (the queue), leases, events and timings, over SQLAlchemy async."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from graph.errors import AdgraphError
+from service.db import Job, JobEvent, NodeTiming, utcnow
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def check_job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id))
+    except (ValueError, AttributeError, TypeError):
+        raise AdgraphError("INVALID_INPUT", f"malformed job id {job_id!r}: expected a UUID") from None
+
+
+class JobStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    # -- jobs --------------------------------------------------------------------------------------
+
+    async def create(
+        self, job_id: str, workflow: str, job_input: dict[str, Any], *, parent: tuple[str, str] | None = None
+    ) -> Job:
+        now = utcnow()
+        job = Job(
+            id=job_id,
+            workflow=workflow,
+            status="queued",
+            input=job_input,
+            progress={"percent": 0, "node": None, "message": "queued", "eta_seconds": None},
+            nodes=[],
+            cancel_requested=False,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+            parent_job_id=parent[0] if parent else None,
+            parent_checkpoint_id=parent[1] if parent else None,
+        )
+        async with self.sessions.begin() as s:
+            s.add(job)
+            s.add(JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now))
+        return job
+
+    async def get(self, job_id: str) -> Job:
+        job_id = check_job_id(job_id)
+        async with self.sessions() as s:
+            job = await s.get(Job, job_id)
+        if job is None:
+            raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id}")
+        return job
+
+    async def list(
+        self, *, status: str | None, workflow: str | None, limit: int, before: tuple[dt.datetime, str] | None
+    ) -> list[Job]:
+        q = select(Job)
+        if status:
+            q = q.where(Job.status == status)
+        if workflow:
+            q = q.where(Job.workflow == workflow)
+        if before:
+            q = q.where(
+                or_(Job.created_at < before[0], and_(Job.created_at == before[0], Job.id < before[1]))
+            )
+        q = q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+        async with self.sessions() as s:
+            return list((await s.scalars(q)).all())
+
+    async def update(self, job_id: str, **values: Any) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(update(Job).where(Job.id == job_id).values(**values, updated_at=utcnow()))
+
+    async def transition(self, job_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
+        """Set `values` only if the job is in one of `from_statuses`; True if it was."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(from_statuses))
+                .values(**values, updated_at=utcnow())
+            )
+        return res.rowcount == 1
+
+    # -- the queue ---------------------------------------------------------------------------------
+
+    async def claim(self, owner: str, lease_s: float) -> Job | None:
+        """Take the oldest queued job and lease it to `owner`; None if the queue is empty."""
+        now = utcnow()
+        oldest = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+        if not self.is_sqlite:  # several workers: never hand one job to two of them
+            oldest = oldest.with_for_update(skip_locked=True)
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == oldest.scalar_subquery(), Job.status == "queued")
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                    attempts=Job.attempts + 1,
+                    updated_at=now,
+                )
+                .returning(Job.id)
+            )
+            job_id = res.scalar_one_or_none()
+            if job_id is None:
+                return None
+            s.add(JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now))
+        return await self.get(job_id)
+
+    async def renew(self, job_id: str, owner: str, lease_s: float) -> Job | None:
+        """Extend the lease; None if this owner lost it (the job was re-queued elsewhere)."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+                .values(lease_expires_at=utcnow() + dt.timedelta(seconds=lease_s))
+            )
+            if res.rowcount != 1:
+                return None
+            return await s.get(Job, job_id)
+
+    async def requeue_stale(self, *, all_running: bool = False) -> list[str]:
+        """Put running jobs whose lease expired (or, for a single-process database, all) back in the queue."""
+        cond = Job.status == "running"
+        if not all_running:
+            cond = and_(cond, Job.lease_expires_at < utcnow())
+        async with self.sessions.begin() as s:
+            ids = list((await s.scalars(select(Job.id).where(cond))).all())
+            if ids:
+                await s.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids), Job.status == "running")
+                    .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+                )
+                for job_id in ids:
+                    s.add(JobEvent(job_id=job_id, type="job_requeued", data={"reason": "lease lost"}))
+        return ids
+
+    async def counts(self) -> dict[str, int]:
+        async with self.sessions() as s:
+            rows = (await s.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+        return {status: n for status, n in rows}
+
+    # -- events and timings ------------------------------------------------------------------------
+
+    async def add_event(self, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
+        ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=utcnow())
+        async with self.sessions.begin() as s:
+            s.add(ev)
+        return ev
+
+    async def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]:
+        async with self.sessions() as s:
+            q = (
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+                .order_by(JobEvent.id)
+            )
+            return list((await s.scalars(q)).all())
+
+    async def record_timing(self, workflow: str, node: str, seconds: float) -> None:
+        async with self.sessions.begin() as s:
+            s.add(NodeTiming(workflow=workflow, node=node, seconds=seconds))
+
+    async def typical_seconds(
+        self, workflow: str, nodes: Sequence[str], window: int = 20
+    ) -> dict[str, float]:
+        """Median of each node's last `window` runs."""
+        out: dict[str, float] = {}
+        async with self.sessions() as s:
+            for node in nodes:
+                q = (
+                    select(NodeTiming.seconds)
+                    .where(NodeTiming.workflow == workflow, NodeTiming.node == node)
+                    .order_by(NodeTiming.id.desc())
+                    .limit(window)
+                )
+                xs = sorted((await s.scalars(q)).all())
+                if xs:
+                    out[node] = xs[len(xs) // 2]
+        return out
