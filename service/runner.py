@@ -157,6 +157,7 @@ class JobRunner:
                         job.id, "node_started", {"node": data["node"], "progress": progress.snapshot()}
                     )
                 elif kind == "node_finished":
+                    finished_at = time.time()  # wall clock, so a client can measure how late the event came
                     for n in reversed(nodes):
                         if n["name"] == data["name"] and n["status"] == "running":
                             n.update(status=data["status"], seconds=data["seconds"])
@@ -168,7 +169,11 @@ class JobRunner:
                     await self.store.update(
                         job.id, progress=progress.snapshot(f"{data['name']} {data['status']}"), nodes=nodes
                     )
-                    await self.emit(job.id, "node_finished", {**data, "progress": progress.snapshot()})
+                    await self.emit(
+                        job.id,
+                        "node_finished",
+                        {**data, "finished_at": finished_at, "progress": progress.snapshot()},
+                    )
                 elif kind == "checkpoint":
                     await self.store.update(job.id, active_checkpoint_id=data["id"])
 
