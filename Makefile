@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ADGRAPH := $(VENV)/bin/adgraph
 PHOTO := out/coffee.png
 
-.PHONY: setup system run test test-unit bench lint clean
+.PHONY: setup system run stop test test-unit bench lint clean
 
 # Debian packages: Chromium for rendering, Nanum fonts for Korean text. Skipped when already present.
 system:
@@ -26,10 +26,19 @@ $(PHOTO): | $(VENV)/.installed
 	@mkdir -p out
 	$(PY) -c "import skimage.data; from PIL import Image; Image.fromarray(skimage.data.coffee()).save('$(PHOTO)')"
 
+# Start the job service (SQLite, embedded models), submit the sample ad through the API and follow it.
 run: setup $(PHOTO)
-	$(ADGRAPH) ad --product $(PHOTO) --headline "갓 볶은 원두, 오늘의 커피" --subline "매일 아침 직접 로스팅합니다" \
-	  --cta "지금 주문하기" --prompt "warm beige linen table, soft morning light" --out out/ad
-	@echo "ad written to out/ad/ad.png"
+	@if ! curl -sf http://127.0.0.1:8000/healthz >/dev/null 2>&1; then \
+	  nohup $(ADGRAPH) serve --host 127.0.0.1 --port 8000 > out/server.log 2>&1 & echo $$! > out/server.pid; \
+	  for i in $$(seq 60); do curl -sf http://127.0.0.1:8000/readyz >/dev/null 2>&1 && break; sleep 0.5; done; \
+	fi
+	$(ADGRAPH) submit --url http://127.0.0.1:8000 --product $(PHOTO) --headline "갓 볶은 원두, 오늘의 커피" \
+	  --subline "매일 아침 직접 로스팅합니다" --cta "지금 주문하기" --prompt "warm beige linen table, soft morning light" \
+	  --out out/ad > out/ad-job.json
+	@echo "ad written to out/ad/ad.png; the server keeps running at http://127.0.0.1:8000 (API docs: /docs); 'make stop' stops it"
+
+stop:
+	@if [ -f out/server.pid ]; then kill $$(cat out/server.pid) 2>/dev/null || true; rm -f out/server.pid; fi
 
 test: setup
 	$(PY) -m pytest -q

@@ -164,6 +164,71 @@ def serve(
 
 
 @app.command()
+def submit(
+    product: Annotated[Path, typer.Option(help="The product photo.")],
+    headline: Annotated[str, typer.Option()],
+    prompt: Annotated[str, typer.Option(help="What the background should look like.")] = "",
+    subline: Annotated[str, typer.Option()] = "",
+    cta: Annotated[str, typer.Option()] = "",
+    size: Annotated[str, typer.Option()] = "1080x1080",
+    seed: Annotated[int, typer.Option()] = 0,
+    url: Annotated[str, typer.Option(help="The adgraph server.")] = "http://127.0.0.1:8000",
+    wait: Annotated[bool, typer.Option(help="Follow the job's events until it ends.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Download the results here.")] = None,
+) -> None:
+    """Submit an ad job to a running server (`adgraph serve`) and follow it."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        up = http.post("/v1/artifacts", files={"file": (product.name, product.read_bytes())})
+        if up.status_code != 201:
+            typer.echo(up.text)
+            raise typer.Exit(2)
+        body = {
+            "workflow": "ad",
+            "input": {
+                "product_image": up.json()["id"],
+                "headline": headline,
+                "subline": subline,
+                "cta": cta,
+                "background_prompt": prompt,
+                "size": size,
+                "seed": seed,
+            },
+        }
+        created = http.post("/v1/jobs", json=body)
+        if created.status_code != 202:
+            typer.echo(created.text)
+            raise typer.Exit(2)
+        job_id = created.json()["id"]
+        watch = f"{url}/v1/jobs/{job_id}"
+        typer.echo(
+            f"adgraph: job {job_id}\n  status: {watch}\n  events: {watch}/events\n"
+            f"  checkpoints: {watch}/checkpoints",
+            err=True,
+        )
+        if not wait:
+            typer.echo(json.dumps(created.json(), indent=2))
+            return
+        with http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as events:
+            for line in events.iter_lines():
+                if line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if "seconds" in data:
+                        typer.echo(
+                            f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", err=True
+                        )
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if out is not None and job["result"]:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, ref in job["result"].items():
+                (out / f"{name}.png").write_bytes(http.get(ref["url"]).content)
+            typer.echo(f"adgraph: results in {out}/", err=True)
+        typer.echo(json.dumps(job, indent=2, ensure_ascii=False))
+        raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+
+
+@app.command()
 def fonts() -> None:
     """List the installed fonts an ad can use."""
     from nodes.backends.fonts import FontconfigCatalog
