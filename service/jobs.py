@@ -98,7 +98,7 @@ async def run_job(
                 await emit("checkpoint", cp)
         result.status = "succeeded"
     except GraphDrained as e:  # cancel or shutdown asked to stop at a node boundary; checkpoints intact
-        result.status, result.drained = "cancelled", str(e) or "cancel"
+        result.status, result.drained = "cancelled", e.reason
     except AdgraphError as e:
         result.status, result.error = "failed", e
     except Exception as e:  # noqa: BLE001 - a job ends failed with a code; the checkpoints stay resumable
@@ -169,6 +169,8 @@ def branch_changes(
             f"change one of {', '.join(BRANCH_FIELDS)}",
             fields=sorted(unknown),
         )
+    if "copy" not in values:
+        raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
     old: AdCopy = values["copy"]
     current = {
         "headline": old.headline,

@@ -27,6 +27,13 @@ class AdOptions(BaseModel):
     text_position: str = "auto"
     font: str | None = None
 
+    @field_validator("headline", "subline", "cta", "background_prompt", "font")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:  # PostgreSQL cannot store it; refuse it before a job exists
+            raise ValueError("text must not contain NUL (U+0000)")
+        return v
+
     @field_validator("size")
     @classmethod
     def _size(cls, v: str) -> str:

@@ -221,7 +221,7 @@ class JobRunner:
         if result is not None:
             values["result"] = result
         if error is not None:
-            values["error"] = {"code": error.code, "message": error.message}
+            values["error"] = {"code": error.code, "message": error.message, "details": error.details}
         if progress is not None:
             values["progress"] = progress
         await self.store.update(job_id, **values)

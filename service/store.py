@@ -170,6 +170,11 @@ class JobStore:
             )
             return list((await s.scalars(q)).all())
 
+    async def latest_event(self, job_id: str) -> JobEvent | None:
+        async with self.sessions() as s:
+            q = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
+            return (await s.scalars(q)).first()
+
     async def record_timing(self, workflow: str, node: str, seconds: float) -> None:
         async with self.sessions.begin() as s:
             s.add(NodeTiming(workflow=workflow, node=node, seconds=seconds))

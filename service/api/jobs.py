@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -64,7 +65,7 @@ async def submit(body: JobCreate, res: Res) -> JobOut:
 async def list_jobs(
     res: Res,
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")] = None,
-    workflow: Annotated[str | None, Query(max_length=32)] = None,
+    workflow: Annotated[str | None, Query(pattern="^[A-Za-z0-9_.-]{1,32}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
@@ -204,7 +205,8 @@ async def events(
     """Node started/finished, progress and the job's end, as Server-Sent Events; reconnect with
     `Last-Event-ID` to get only what was missed. The stream ends after the job finishes."""
     job = await res.store.get(job_id)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    # an id past any event (ids are 32-bit) means "seen it all"; anything not digits, "from the start"
+    after = min(int(last_event_id), 2**31 - 1) if last_event_id and _DIGITS.fullmatch(last_event_id) else 0
     return StreamingResponse(
         _event_stream(res, job.id, after, request),
         media_type="text/event-stream",
@@ -212,15 +214,22 @@ async def events(
     )
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 async def _event_stream(res: Resources, job_id: str, after: int, request: Request) -> AsyncIterator[str]:
     queue = res.bus.subscribe(job_id)  # subscribe first, then replay: nothing falls in between
     try:
         last = after
         finished = False
-        for ev in await res.store.events(job_id, after):
+        replay = await res.store.events(job_id, after)
+        for ev in replay:
             last = ev.id
             yield _sse(ev.id, ev.type, ev.data)
             finished = ev.type == "job_finished"  # a resumed job goes on after an earlier end
+        if not replay and after:  # a reconnect (EventSource always reconnects) after the job's end
+            latest = await res.store.latest_event(job_id)
+            finished = latest is not None and latest.type == "job_finished"
         if finished:
             return
         while True:

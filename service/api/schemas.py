@@ -88,7 +88,7 @@ class JobOut(BaseModel):
             progress=job.progress,
             nodes=job.nodes or [],
             result=job.result,
-            error=job.error and {**job.error, "details": {}},
+            error=job.error and {"details": {}, **job.error},
             parent={"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
             if job.parent_job_id
             else None,
