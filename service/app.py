@@ -32,9 +32,13 @@ def create_app(settings: Settings | None = None, *, context=ad_context) -> FastA
             saver = await stack.enter_async_context(open_checkpointer(settings.checkpoints))
             ctx = await stack.enter_async_context(context(settings))
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
+            # The runner gets its own connections: its lease renewals and progress writes must not queue
+            # behind a burst of API reads.
+            runner_engine = make_engine(settings.database)
+            stack.push_async_callback(runner_engine.dispose)
             store, bus = JobStore(engine), EventBus()
             runner = JobRunner(
-                store,
+                JobStore(runner_engine),
                 WORKFLOWS,
                 graphs,
                 ctx,

@@ -74,6 +74,9 @@ class JobRunner:
             control.request_drain("shutdown")
         self._wake.set()
         for task in self._tasks:
+            if task.get_name() == "job-reaper":
+                task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=30)
 
@@ -114,6 +117,19 @@ class JobRunner:
                 if await self.store.requeue_stale():
                     self.wake()
 
+    async def _progress(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        type_: str,
+        data: dict[str, Any],
+        timing: tuple[str, str, float] | None = None,
+    ) -> None:
+        ev = await self.store.progress(job_id, values, type_, data, timing)
+        self.bus.publish(
+            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
+        )
+
     async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
         ev = await self.store.add_event(job_id, type_, data)
         self.bus.publish(
@@ -150,11 +166,12 @@ class JobRunner:
                             "seconds": None,
                         }
                     )
-                    await self.store.update(
-                        job.id, progress=progress.snapshot(f"running {data['node']}"), nodes=nodes
-                    )
-                    await self.emit(
-                        job.id, "node_started", {"node": data["node"], "progress": progress.snapshot()}
+                    snap = progress.snapshot(f"running {data['node']}")
+                    await self._progress(
+                        job.id,
+                        {"progress": snap, "nodes": nodes},
+                        "node_started",
+                        {"node": data["node"], "progress": snap},
                     )
                 elif kind == "node_finished":
                     finished_at = time.time()  # wall clock, so a client can measure how late the event came
@@ -162,17 +179,18 @@ class JobRunner:
                         if n["name"] == data["name"] and n["status"] == "running":
                             n.update(status=data["status"], seconds=data["seconds"])
                             break
+                    timing = None
                     if data["status"] == "succeeded":
                         progress.finish(data["name"])
-                        await self.store.record_timing(job.workflow, data["name"], data["seconds"])
-                        self.node_seconds.append((job.workflow, data["name"], data["seconds"]))
-                    await self.store.update(
-                        job.id, progress=progress.snapshot(f"{data['name']} {data['status']}"), nodes=nodes
-                    )
-                    await self.emit(
+                        timing = (job.workflow, data["name"], data["seconds"])
+                        self.node_seconds.append(timing)
+                    snap = progress.snapshot(f"{data['name']} {data['status']}")
+                    await self._progress(
                         job.id,
+                        {"progress": snap, "nodes": nodes},
                         "node_finished",
-                        {**data, "finished_at": finished_at, "progress": progress.snapshot()},
+                        {**data, "finished_at": finished_at, "progress": snap},
+                        timing,
                     )
                 elif kind == "checkpoint":
                     await self.store.update(job.id, active_checkpoint_id=data["id"])

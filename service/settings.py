@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -24,7 +25,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="Jobs and events: sqlite:///FILE or postgresql://…; default: SQLite in data_dir."
     )
-    max_concurrent_jobs: int = Field(2, ge=1, description="Jobs run at once by this process.")
+    max_concurrent_jobs: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+        ge=1,
+        description="Jobs run at once by this process (each already uses two threads for segmentation).",
+    )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ class JobStore:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._pending: list[tuple[Job, JobEvent, asyncio.Future[None]]] = []
+        self._flushing = False
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -49,18 +52,46 @@ class JobStore:
             parent_job_id=parent[0] if parent else None,
             parent_checkpoint_id=parent[1] if parent else None,
         )
-        async with self.sessions.begin() as s:
-            s.add(job)
-            s.add(JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now))
+        event = JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, event, done))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.create_task(self._flush_creates())
+        await done  # returns once the job is committed: an accepted job is a stored job
         return job
+
+    async def _flush_creates(self) -> None:
+        """Group commit: every job submitted while the previous batch was committing goes in one transaction.
+
+        The database takes one writer at a time (SQLite always, PostgreSQL on the queue's hot rows), so one
+        commit for many submissions is what lets submission keep up under load.
+        """
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    async with self.sessions.begin() as s:
+                        s.add_all([obj for job, event, _ in batch for obj in (job, event)])
+                except Exception as e:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(e)
+                    continue
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._flushing = False
 
     async def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
-        async with self.sessions() as s:
-            job = await s.get(Job, job_id)
-        if job is None:
+        # Core, not a session: the most frequent request (status polls) costs one short read.
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(Job.__table__).where(Job.id == job_id))).first()
+        if row is None:
             raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id}")
-        return job
+        return Job(**row._mapping)
 
     async def list(
         self, *, status: str | None, workflow: str | None, limit: int, before: tuple[dt.datetime, str] | None
@@ -154,6 +185,24 @@ class JobStore:
         return {status: n for status, n in rows}
 
     # -- events and timings ------------------------------------------------------------------------
+
+    async def progress(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        type_: str,
+        data: dict[str, Any],
+        timing: tuple[str, str, float] | None = None,
+    ) -> JobEvent:
+        """A node boundary in one transaction: the job's new progress, its event and the node's timing."""
+        now = utcnow()
+        ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=now)
+        async with self.sessions.begin() as s:
+            await s.execute(update(Job).where(Job.id == job_id).values(**values, updated_at=now))
+            s.add(ev)
+            if timing is not None:
+                s.add(NodeTiming(workflow=timing[0], node=timing[1], seconds=timing[2], created_at=now))
+        return ev
 
     async def add_event(self, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
         ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=utcnow())

@@ -27,7 +27,7 @@ class Resources:
     metrics: Any
 
 
-def _resources(request: Request) -> Resources:
+async def _resources(request: Request) -> Resources:
     return request.app.state.resources
 
 
