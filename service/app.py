@@ -10,17 +10,21 @@ from fastapi import FastAPI
 from checkpoints.saver import open_checkpointer
 from service.api import artifacts, errors, jobs, meta
 from service.api.deps import Resources
-from service.context import ad_context
+from service.context import ad_context, make_ad_context, make_renderer
 from service.db import make_engine, migrate
 from service.events import EventBus
-from service.runner import JobRunner
+from service.runner import JobRunner, RemoteRunner
 from service.settings import Settings
 from service.store import JobStore
 from service.workflows import WORKFLOWS
 
 
-def create_app(settings: Settings | None = None, *, context=ad_context) -> FastAPI:
-    """`context(settings)` is an async context manager yielding the run context (tests wrap the real one)."""
+def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs: bool = True) -> FastAPI:
+    """`context(settings)` is an async context manager yielding the run context (tests wrap the real one).
+
+    With `run_jobs` the app runs jobs itself (one process: tests, embedded use); without, worker processes
+    (`adgraph worker`, started by `adgraph serve`) run them and the app only serves HTTP.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -30,22 +34,28 @@ def create_app(settings: Settings | None = None, *, context=ad_context) -> FastA
             stack.push_async_callback(engine.dispose)
             await migrate(engine)
             saver = await stack.enter_async_context(open_checkpointer(settings.checkpoints))
-            ctx = await stack.enter_async_context(context(settings))
+            if run_jobs:
+                ctx = await stack.enter_async_context(context(settings))
+            else:  # the API needs the artifact store and fonts, not the models or Chromium
+                ctx = make_ad_context(settings, make_renderer(settings))
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
-            # The runner gets its own connections: its lease renewals and progress writes must not queue
-            # behind a burst of API reads.
-            runner_engine = make_engine(settings.database)
-            stack.push_async_callback(runner_engine.dispose)
             store, bus = JobStore(engine), EventBus()
-            runner = JobRunner(
-                JobStore(runner_engine),
-                WORKFLOWS,
-                graphs,
-                ctx,
-                bus,
-                concurrency=settings.max_concurrent_jobs,
-                lease_s=settings.lease_s,
-            )
+            if run_jobs:
+                # The runner gets its own connections: its lease renewals and progress writes must not
+                # queue behind a burst of API reads.
+                runner_engine = make_engine(settings.database)
+                stack.push_async_callback(runner_engine.dispose)
+                runner = JobRunner(
+                    JobStore(runner_engine),
+                    WORKFLOWS,
+                    graphs,
+                    ctx,
+                    bus,
+                    concurrency=settings.max_concurrent_jobs,
+                    lease_s=settings.lease_s,
+                )
+            else:
+                runner = RemoteRunner(store, bus)
             app.state.resources = Resources(
                 settings=settings,
                 store=store,
@@ -56,8 +66,9 @@ def create_app(settings: Settings | None = None, *, context=ad_context) -> FastA
                 ctx=ctx,
                 metrics=meta.Metrics(),
             )
-            await runner.start()
-            stack.push_async_callback(runner.stop)
+            if run_jobs:
+                await runner.start()
+                stack.push_async_callback(runner.stop)
             yield
 
     app = FastAPI(

@@ -154,22 +154,68 @@ def ad(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes that run the jobs; 0 runs them inside the API process.")
+    ] = 1,
 ) -> None:
     """Run the REST job service (jobs survive restarts; see /docs)."""
     import gc
+    import subprocess
 
     import uvicorn
 
     from service.app import create_app
+    from service.settings import Settings
 
-    # Jobs run on worker threads beside the event loop: hand the GIL over every 1 ms instead of 5 so a
-    # status poll doesn't wait behind a node's Python code, and keep the start-up heap out of the
-    # collector's full passes (a gen-2 pass over it took ~200 ms).
+    settings = Settings()
+    if workers > 1 and settings.database.startswith("sqlite"):
+        raise typer.BadParameter(
+            "SQLite takes one worker process; use ADGRAPH_DATABASE_URL=postgresql://… for more"
+        )
+    procs = [
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("adgraph")), "worker"], preexec_fn=_worker_preexec
+        )
+        for _ in range(workers)
+    ]
+    # Handing the GIL over every 1 ms instead of 5 keeps the event loop responsive next to any job threads,
+    # and freezing the start-up heap keeps it out of the collector's full passes (one took ~200 ms).
     sys.setswitchinterval(0.001)
-    app_ = create_app()
+    api = create_app(settings, run_jobs=workers == 0)
     gc.collect()
     gc.freeze()
-    uvicorn.run(app_, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+    finally:
+        for proc in procs:
+            proc.terminate()  # workers stop at the next node boundary; unfinished jobs stay queued
+        for proc in procs:
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _worker_preexec() -> None:
+    """In a worker process before exec: die with the server (even on kill -9), and yield the CPU to it."""
+    import ctypes
+    import os
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.nice(5)
+
+
+@app.command()
+def worker() -> None:
+    """Run queued jobs from the database until stopped (`adgraph serve` starts one for you)."""
+    import logging
+
+    from service.runner import run_worker
+    from service.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run_worker(Settings()))
 
 
 @app.command()

@@ -42,17 +42,18 @@ class JobRunner:
         *,
         concurrency: int = 2,
         lease_s: float = 15.0,
+        idle_poll_s: float = 1.0,
     ) -> None:
         self.store, self.workflows, self.graphs, self.ctx, self.bus = store, workflows, graphs, ctx, bus
         self.concurrency = concurrency
         self.lease_s = lease_s
+        self.idle_poll_s = idle_poll_s
+        """How often an idle worker looks for work when no in-process API wakes it."""
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._controls: dict[str, RunControl] = {}
         self._stopping = False
-        self.node_seconds: list[tuple[str, str, float]] = []
-        """(workflow, node, seconds) since start, drained by the metrics endpoint."""
 
     @property
     def running(self) -> int:
@@ -100,7 +101,7 @@ class JobRunner:
             if job is None:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)
                 continue
             try:
                 await self._run(job)
@@ -183,7 +184,6 @@ class JobRunner:
                     if data["status"] == "succeeded":
                         progress.finish(data["name"])
                         timing = (job.workflow, data["name"], data["seconds"])
-                        self.node_seconds.append(timing)
                     snap = progress.snapshot(f"{data['name']} {data['status']}")
                     await self._progress(
                         job.id,
@@ -248,16 +248,24 @@ class JobRunner:
         )
 
     async def _heartbeat(self, job_id: str, control: RunControl) -> None:
+        """Renew the lease every third of it; look for a cancel request (set through the API, maybe in
+        another process) every half second, so it lands at the next node boundary."""
+        renewed = time.monotonic()
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(0.5)
             try:
-                job = await self.store.renew(job_id, self.owner, self.lease_s)
-            except Exception:
+                if time.monotonic() - renewed >= self.lease_s / 3:
+                    job = await self.store.renew(job_id, self.owner, self.lease_s)
+                    renewed = time.monotonic()
+                    if job is None:
+                        control.request_drain("lease lost")
+                        return
+                    cancel = job.cancel_requested
+                else:
+                    cancel = await self.store.cancel_requested(job_id)
+            except Exception:  # the database blinked; the lease has slack for the next try
                 continue
-            if job is None:
-                control.request_drain("lease lost")
-                return
-            if job.cancel_requested:
+            if cancel:
                 control.request_drain("cancel")
 
 
@@ -294,3 +302,62 @@ class _Progress:
             "message": message or "",
             "eta_seconds": 0.0 if done else round(remaining, 2),
         }
+
+
+class RemoteRunner:
+    """The API process's side when jobs run in worker processes (`adgraph worker`): the database is the
+    only channel — workers poll the queue and the cancel flag, the event stream reads the events table."""
+
+    running = 0
+
+    def __init__(self, store: JobStore, bus: EventBus) -> None:
+        self.store, self.bus = store, bus
+
+    def wake(self) -> None:
+        """Workers look for queued jobs on their own (every `idle_poll_s`)."""
+
+    def cancel_running(self, job_id: str) -> bool:
+        """The worker running it sees `cancel_requested` within half a second."""
+        return False
+
+    async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
+        ev = await self.store.add_event(job_id, type_, data)
+        self.bus.publish(
+            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
+        )
+
+
+async def run_worker(settings: Any) -> None:
+    """`adgraph worker`: run queued jobs until SIGTERM/SIGINT, then stop at the next node boundary."""
+    import signal
+
+    from checkpoints.saver import open_checkpointer
+    from service.context import ad_context
+    from service.db import make_engine, migrate
+    from service.workflows import WORKFLOWS
+
+    engine = make_engine(settings.database)
+    try:
+        await migrate(engine)
+        async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+            graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
+            runner = JobRunner(
+                JobStore(engine),
+                WORKFLOWS,
+                graphs,
+                ctx,
+                EventBus(),
+                concurrency=settings.max_concurrent_jobs,
+                lease_s=settings.lease_s,
+                idle_poll_s=0.2,
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await runner.start()
+            log.info("worker %s running up to %d jobs", runner.owner, runner.concurrency)
+            await stop.wait()
+            await runner.stop()
+    finally:
+        await engine.dispose()

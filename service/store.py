@@ -179,6 +179,20 @@ class JobStore:
                     s.add(JobEvent(job_id=job_id, type="job_requeued", data={"reason": "lease lost"}))
         return ids
 
+    async def cancel_requested(self, job_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(select(Job.cancel_requested).where(Job.id == job_id))).scalar())
+
+    async def timings_since(self, after_id: int) -> list[tuple[int, str, str, float]]:
+        async with self.engine.connect() as conn:
+            q = (
+                select(NodeTiming.id, NodeTiming.workflow, NodeTiming.node, NodeTiming.seconds)
+                .where(NodeTiming.id > after_id)
+                .order_by(NodeTiming.id)
+                .limit(10_000)
+            )
+            return [tuple(r) for r in (await conn.execute(q)).all()]
+
     async def counts(self) -> dict[str, int]:
         async with self.sessions() as s:
             rows = (await s.execute(select(Job.status, func.count()).group_by(Job.status))).all()

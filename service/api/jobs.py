@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -33,6 +35,7 @@ from service.store import check_job_id
 from service.workflows import WORKFLOWS, Workflow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+SSE_POLL_S = 0.02
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
@@ -232,20 +235,26 @@ async def _event_stream(res: Resources, job_id: str, after: int, request: Reques
             finished = latest is not None and latest.type == "job_finished"
         if finished:
             return
+        idle_since = time.monotonic()
         while True:
-            try:
-                ev = await asyncio.wait_for(queue.get(), timeout=15)
-            except TimeoutError:
+            # The database is the one ordered record of a job's events. The in-process bus only says
+            # "look now"; jobs run by a worker process don't reach it, so the stream also looks every
+            # SSE_POLL_S.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.get(), timeout=SSE_POLL_S)
+            while not queue.empty():
+                queue.get_nowait()
+            for ev in await res.store.events(job_id, last):
+                last = ev.id
+                idle_since = time.monotonic()
+                yield _sse(ev.id, ev.type, ev.data)
+                if ev.type == "job_finished":
+                    return
+            if time.monotonic() - idle_since > 15:
                 if await request.is_disconnected():
                     return
+                idle_since = time.monotonic()
                 yield ": keep-alive\n\n"
-                continue
-            if ev["id"] <= last:
-                continue
-            last = ev["id"]
-            yield _sse(ev["id"], ev["type"], ev["data"])
-            if ev["type"] == "job_finished":
-                return
     finally:
         res.bus.unsubscribe(job_id, queue)
 

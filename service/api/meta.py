@@ -23,9 +23,6 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.jobs = Gauge("adgraph_jobs", "Jobs by status", ["status"], registry=self.registry)
         self.queue_depth = Gauge("adgraph_queue_depth", "Jobs waiting to run", registry=self.registry)
-        self.running = Gauge(
-            "adgraph_jobs_running_here", "Jobs this process is running", registry=self.registry
-        )
         self.node_seconds = Histogram(
             "adgraph_node_seconds",
             "Node durations",
@@ -33,6 +30,7 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
+        self.timings_seen = 0
 
 
 @router.get("/v1/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
@@ -79,7 +77,6 @@ async def system(res: Res) -> dict:
         "gpu": None,
         "queue_depth": counts.get("queued", 0),
         "jobs": {s: counts.get(s, 0) for s in JOB_STATUSES},
-        "running_here": res.runner.running,
         "max_concurrent_jobs": res.settings.max_concurrent_jobs,
         "database": res.store.engine.dialect.name,
     }
@@ -107,8 +104,8 @@ async def metrics(res: Res) -> Response:
     for status in JOB_STATUSES:
         m.jobs.labels(status).set(counts.get(status, 0))
     m.queue_depth.set(counts.get("queued", 0))
-    m.running.set(res.runner.running)
-    while res.runner.node_seconds:
-        wf, node, seconds = res.runner.node_seconds.pop(0)
+    # node timings come from the database, so jobs run by worker processes are counted too
+    for row_id, wf, node, seconds in await res.store.timings_since(m.timings_seen):
         m.node_seconds.labels(wf, node).observe(seconds)
+        m.timings_seen = row_id
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
