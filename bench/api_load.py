@@ -333,7 +333,7 @@ async def wait_idle(client: httpx.AsyncClient, within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         system = (await client.get("/v1/system")).json()
-        if system["running_here"] == 0 and system["jobs"]["running"] == 0:
+        if system["jobs"]["running"] == 0:
             return
         await asyncio.sleep(0.1)
 
