@@ -126,16 +126,10 @@ class JobRunner:
         data: dict[str, Any],
         timing: tuple[str, str, float] | None = None,
     ) -> None:
-        ev = await self.store.progress(job_id, values, type_, data, timing)
-        self.bus.publish(
-            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
-        )
+        self.bus.publish(job_id, await self.store.progress(job_id, values, type_, data, timing))
 
     async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        ev = await self.store.add_event(job_id, type_, data)
-        self.bus.publish(
-            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
-        )
+        self.bus.publish(job_id, await self.store.add_event(job_id, type_, data))
 
     async def _run(self, job: Job) -> None:
         wf = self.workflows[job.workflow]
@@ -321,10 +315,7 @@ class RemoteRunner:
         return False
 
     async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        ev = await self.store.add_event(job_id, type_, data)
-        self.bus.publish(
-            job_id, {"id": ev.id, "type": type_, "data": data, "created_at": ev.created_at.isoformat()}
-        )
+        self.bus.publish(job_id, await self.store.add_event(job_id, type_, data))
 
 
 async def run_worker(settings: Any) -> None:

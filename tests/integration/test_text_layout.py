@@ -7,18 +7,10 @@ from pathlib import Path
 import pytest
 
 from graph.models import AdCopy
+from service.browser import CHROMIUM_ARGS
 from tests.unit.test_agents_rules import BRIGHT, CANVAS, COPY, DARK, MID, code_for, design_for
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _gradient(size: tuple[int, int]):
