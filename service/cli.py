@@ -159,6 +159,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the REST job service (jobs survive restarts; see /docs)."""
+    import functools
     import gc
     import subprocess
 
@@ -172,9 +173,11 @@ def serve(
         raise typer.BadParameter(
             "SQLite takes one worker process; use ADGRAPH_DATABASE_URL=postgresql://… for more"
         )
+    cpus = _cpu_list(settings.worker_cpus) if settings.worker_cpus else None
     procs = [
         subprocess.Popen(
-            [str(Path(sys.executable).with_name("adgraph")), "worker"], preexec_fn=_worker_preexec
+            [str(Path(sys.executable).with_name("adgraph")), "worker"],
+            preexec_fn=functools.partial(_worker_preexec, cpus),
         )
         for _ in range(workers)
     ]
@@ -196,7 +199,7 @@ def serve(
                 proc.kill()
 
 
-def _worker_preexec() -> None:
+def _worker_preexec(cpus: set[int] | None) -> None:
     """In a worker process before exec: die with the server (even on kill -9), and yield the CPU to it."""
     import ctypes
     import os
@@ -204,6 +207,16 @@ def _worker_preexec() -> None:
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     os.nice(5)
+    if cpus:  # keep the API's cores free of job work
+        os.sched_setaffinity(0, cpus)
+
+
+def _cpu_list(spec: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 @app.command()

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Jobs run at once by this process (each already uses two threads for segmentation).",
     )
+    worker_cpus: str | None = Field(
+        None,
+        pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$",
+        description="CPUs the job worker may use, e.g. '1' or '2-7'; the API keeps the others.",
+    )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
 
