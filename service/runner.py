@@ -55,10 +55,6 @@ class JobRunner:
         self._controls: dict[str, RunControl] = {}
         self._stopping = False
 
-    @property
-    def running(self) -> int:
-        return len(self._controls)
-
     async def start(self) -> None:
         requeued = await self.store.requeue_stale(all_running=self.store.is_sqlite)
         if requeued:
@@ -144,7 +140,11 @@ class JobRunner:
             typical = await self.store.typical_seconds(job.workflow, wf.nodes)
             progress = _Progress(wf.nodes, done, typical)
             nodes = list(job.nodes or [])
-            await self.store.update(job.id, progress=progress.snapshot("running"))
+            # A process that died mid-job left its last node "running": the checkpoints say how it ended.
+            for n in nodes:
+                if n["status"] == "running":
+                    n["status"] = "succeeded" if n["name"] in done else "interrupted"
+            await self.store.update(job.id, progress=progress.snapshot("running"), nodes=nodes)
             await self.emit(
                 job.id, "job_running", {"attempt": job.attempts, "resumed": bool(snapshot.values)}
             )
@@ -301,8 +301,6 @@ class _Progress:
 class RemoteRunner:
     """The API process's side when jobs run in worker processes (`adgraph worker`): the database is the
     only channel — workers poll the queue and the cancel flag, the event stream reads the events table."""
-
-    running = 0
 
     def __init__(self, store: JobStore, bus: EventBus) -> None:
         self.store, self.bus = store, bus

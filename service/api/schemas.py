@@ -50,7 +50,8 @@ class Progress(BaseModel):
 
 class NodeRun(BaseModel):
     name: str
-    status: Literal["running", "succeeded", "failed"]
+    status: Literal["running", "succeeded", "failed", "interrupted"]
+    """`interrupted`: the process running it died before it finished; it ran again on the next attempt."""
     attempt: int
     started_at: str | None
     seconds: float | None
