@@ -177,7 +177,7 @@ def serve(
     procs = [
         subprocess.Popen(
             [str(Path(sys.executable).with_name("adgraph")), "worker"],
-            preexec_fn=functools.partial(_worker_preexec, cpus),
+            preexec_fn=functools.partial(_child_preexec, cpus),
         )
         for _ in range(workers)
     ]
@@ -199,14 +199,15 @@ def serve(
                 proc.kill()
 
 
-def _worker_preexec(cpus: set[int] | None) -> None:
-    """In a worker process before exec: die with the server (even on kill -9), and yield the CPU to it."""
+def _child_preexec(cpus: set[int] | None, *, nice: bool = True) -> None:
+    """In a child process before exec: die with its parent (even on kill -9), and yield the CPU to it."""
     import ctypes
     import os
     import signal
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    os.nice(5)
+    if nice:
+        os.nice(5)
     if cpus:  # keep the API's cores free of job work
         os.sched_setaffinity(0, cpus)
 
@@ -311,6 +312,7 @@ def studio(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the graphs to LangGraph Studio (`langgraph dev`) over this project's checkpoint database."""
+    import functools
     import os
     import subprocess
 
@@ -337,7 +339,9 @@ def studio(
         "--no-browser",
         "--no-reload",
     ]
-    with subprocess.Popen(cmd, env=env, cwd=config.parent) as server:
+    # The dev server dies with this command, however it ends (even kill -9).
+    die_with_parent = functools.partial(_child_preexec, None, nice=False)
+    with subprocess.Popen(cmd, env=env, cwd=config.parent, preexec_fn=die_with_parent) as server:
         try:
             n = asyncio.run(_register_jobs(f"http://{host}:{port}", settings))
             typer.echo(
