@@ -162,20 +162,8 @@ class FileArtifactStore:
         self._cache.put(ref.id, im.copy())
         return im
 
-    def read_bytes_sync(self, ref: ArtifactRef) -> bytes:
-        path = self.path(ref)
-        if not path.exists():
-            raise AdgraphError("ARTIFACT_NOT_FOUND", f"artifact {ref.id} is not in the store at {self.root}")
-        return path.read_bytes()
-
-    async def put_bytes(self, data: bytes, mime: str) -> ArtifactRef:
-        return await asyncio.to_thread(self.put_bytes_sync, data, mime)
-
     async def put_image(self, image: Image.Image, *, lossy: bool = False) -> ArtifactRef:
         return await asyncio.to_thread(lambda: self.put_image_sync(image, lossy=lossy))
 
     async def open_image(self, ref: ArtifactRef) -> Image.Image:
         return await asyncio.to_thread(self.open_image_sync, ref)
-
-    async def read_bytes(self, ref: ArtifactRef) -> bytes:
-        return await asyncio.to_thread(self.read_bytes_sync, ref)

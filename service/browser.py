@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import time
 
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
@@ -48,7 +47,6 @@ class ChromiumRenderer:
         self._context: BrowserContext | None = None
         self._pages: asyncio.Queue[Page] = asyncio.Queue()
         self._start_lock = asyncio.Lock()
-        self.launch_seconds: float | None = None
 
     async def __aenter__(self) -> ChromiumRenderer:
         await self.start()
@@ -62,7 +60,6 @@ class ChromiumRenderer:
             if self._browser is not None and self._browser.is_connected():
                 return
             await self._close_quietly()
-            t0 = time.perf_counter()
             self._pw = await async_playwright().start()
             try:
                 self._browser = await self._pw.chromium.launch(
@@ -84,7 +81,6 @@ class ChromiumRenderer:
             self._pages = asyncio.Queue()
             for _ in range(self._n_pages):
                 self._pages.put_nowait(await self._context.new_page())
-            self.launch_seconds = time.perf_counter() - t0
 
     async def close(self) -> None:
         async with self._start_lock:

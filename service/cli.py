@@ -103,11 +103,11 @@ def ad(
 
     async def main() -> int:
         from checkpoints.ingest import store_photo, validate_image
-        from graph.models import AdCopy
         from nodes.backends.fonts import FontconfigCatalog
         from service.jobs import new_job_id, run_job
         from service.requests import AdOptions, parse
         from service.settings import Settings
+        from service.workflows import ad_graph_input
 
         opts = parse(
             AdOptions,
@@ -135,15 +135,7 @@ def ad(
             )
             job_id = new_job_id()
             print(f"adgraph: job {job_id}", file=sys.stderr, flush=True)
-            graph_input = {
-                "product_image": photo,
-                "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
-                "background_prompt": opts.background_prompt,
-                "size": opts.size,
-                "seed": opts.seed,
-                "text_position": opts.text_position,
-                "font": font_family,
-            }
+            graph_input = ad_graph_input(opts.model_copy(update={"font": font_family}), photo)
             result = await run_job(env.graph, env.ctx, job_id, graph_input, listener=_progress)
             return await _finish(env, result, out)
 

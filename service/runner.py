@@ -20,7 +20,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
-from checkpoints.history import thread_config
+from checkpoints.history import thread_config, written_by
 from graph.errors import AdgraphError
 from service.db import Job
 from service.events import EventBus
@@ -136,7 +136,8 @@ class JobRunner:
         try:
             snapshot = await graph.aget_state(thread_config(job.id))
             graph_input = None if snapshot.values else wf.graph_input(job.input, self.ctx)
-            done = [n for n in wf.nodes if snapshot.values and wf.output_key(n) in snapshot.values]
+            last = written_by(snapshot, wf.nodes) if snapshot.values else None
+            done = list(wf.nodes[: wf.nodes.index(last) + 1]) if last in wf.nodes else []
             typical = await self.store.typical_seconds(job.workflow, wf.nodes)
             progress = _Progress(wf.nodes, done, typical)
             nodes = list(job.nodes or [])

@@ -238,10 +238,6 @@ class JobStore:
             q = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
             return (await s.scalars(q)).first()
 
-    async def record_timing(self, workflow: str, node: str, seconds: float) -> None:
-        async with self.sessions.begin() as s:
-            s.add(NodeTiming(workflow=workflow, node=node, seconds=seconds))
-
     async def typical_seconds(
         self, workflow: str, nodes: Sequence[str], window: int = 20
     ) -> dict[str, float]:

@@ -10,7 +10,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import Field
 
 from graph.ad import INPUT_CONSUMERS, build_ad_graph
-from graph.models import AdCopy
+from graph.models import AdCopy, ArtifactRef
 from graph.state import AD_NODES
 from service.requests import AdOptions
 
@@ -31,33 +31,24 @@ class Workflow:
     """State key written by each node that produces an image (shown as a checkpoint preview)."""
     consumers: dict[str, str]
 
-    def output_key(self, node: str) -> str:
-        return _AD_OUTPUT_KEYS[node]
-
     def graph_input(self, job_input: dict[str, Any], ctx: Any) -> dict[str, Any]:
         """The graph's input state from the job's stored (validated) input."""
         opts = AdJobInput.model_validate(job_input)
-        return {
-            "product_image": ctx.artifacts.find(opts.product_image),
-            "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
-            "background_prompt": opts.background_prompt,
-            "size": opts.size,
-            "seed": opts.seed,
-            "text_position": opts.text_position,
-            "font": opts.font,
-        }
+        return ad_graph_input(opts, ctx.artifacts.find(opts.product_image))
 
 
-_AD_OUTPUT_KEYS = {
-    "segment": "cutout",
-    "background": "background",
-    "composite": "scene",
-    "analyze": "analysis",
-    "plan": "text_plan",
-    "design": "design",
-    "code": "text_layer_html",
-    "render": "ad",
-}
+def ad_graph_input(opts: AdOptions, photo: ArtifactRef) -> dict[str, Any]:
+    """The ad graph's input state: the stored photo and the validated options (CLI and service alike)."""
+    return {
+        "product_image": photo,
+        "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
+        "background_prompt": opts.background_prompt,
+        "size": opts.size,
+        "seed": opts.seed,
+        "text_position": opts.text_position,
+        "font": opts.font,
+    }
+
 
 WORKFLOWS: dict[str, Workflow] = {
     "ad": Workflow(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import FileResponse
 
-from checkpoints.ingest import validate_image
+from checkpoints.ingest import store_photo
 from service.api.deps import Res
 from service.api.schemas import ArtifactOut, ErrorResponse
 
@@ -27,10 +27,13 @@ async def upload(
 ) -> ArtifactOut:
     """Store an image; the same bytes always get the same id."""
     data = await file.read()  # the body limit (UploadLimit middleware) was enforced while it streamed in
-    mime, w, h = await asyncio.to_thread(
-        validate_image, data, max_pixels=res.settings.max_image_pixels, name=file.filename or "upload"
+    ref = await asyncio.to_thread(
+        store_photo,
+        res.artifacts,
+        data,
+        max_pixels=res.settings.max_image_pixels,
+        name=file.filename or "upload",
     )
-    ref = await asyncio.to_thread(res.artifacts.put_bytes_sync, data, mime, w, h)
     return ArtifactOut(**ref.model_dump())
 
 

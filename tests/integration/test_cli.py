@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from graph.state import AD_NODES
 from tests.conftest import PHOTOS
 from tests.integration.conftest import ADGRAPH
 
@@ -32,16 +33,7 @@ def test_ad_writes_the_files_and_result_and_lists_its_checkpoints(tmp_path: Path
     result = json.loads(run.stdout)
     assert result == json.loads((out / "result.json").read_text())
     assert result["status"] == "succeeded"
-    assert [n["name"] for n in result["nodes"]] == [
-        "segment",
-        "background",
-        "composite",
-        "analyze",
-        "plan",
-        "design",
-        "code",
-        "render",
-    ]
+    assert [n["name"] for n in result["nodes"]] == list(AD_NODES)
     assert all(n["seconds"] >= 0 for n in result["nodes"])
     with Image.open(BANANA) as photo, Image.open(out / "cutout.png") as cut:
         assert cut.mode == "RGBA" and cut.size == photo.size
@@ -234,15 +226,6 @@ def test_studio_serves_the_ad_graph_and_the_jobs_the_cli_made(tmp_path: Path, cl
         finally:
             server.terminate()
             server.wait(timeout=30)
-    assert nodes[1:-1] == [
-        "segment",
-        "background",
-        "composite",
-        "analyze",
-        "plan",
-        "design",
-        "code",
-        "render",
-    ]
+    assert nodes[1:-1] == list(AD_NODES)
     assert state["next"] == [] and state["values"]["ad"]["width"] == 1080
     assert n_history == 10

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graph.state import AD_NODES
 from tests.conftest import PHOTOS
 from tests.integration.conftest import ADGRAPH
 
@@ -92,9 +93,7 @@ def test_a_killed_server_finishes_every_job_from_its_checkpoints(tmp_path: Path)
                 if n["status"] == "succeeded":
                     runs.setdefault(n["name"], []).append(n["attempt"])
             # every node succeeded exactly once; the ones done before the kill were not run again
-            assert sorted(runs) == sorted(
-                ["segment", "background", "composite", "analyze", "plan", "design", "code", "render"]
-            )
+            assert sorted(runs) == sorted(AD_NODES)
             assert all(len(a) == 1 for a in runs.values()), runs
             assert all(runs[n] == [1] for n in killed_at), (killed_at, runs)
             assert runs["render"] == [2]
