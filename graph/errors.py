@@ -52,3 +52,10 @@ def _rebuild(code: str, message: str, details: dict[str, Any]) -> AdgraphError:
 
 class TransientError(Exception):
     """A failure worth one more try (a browser tab crashed, a connection dropped)."""
+
+
+class StepCancelled(Exception):
+    """Raised inside a long step (a diffusion loop) when the job's cancel was requested.
+
+    The run ends "cancelled" like a drain at a node boundary; the unfinished node re-runs on resume.
+    """

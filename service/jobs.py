@@ -21,7 +21,7 @@ from langgraph.runtime import RunControl
 from checkpoints.artifacts import FileArtifactStore
 from checkpoints.history import thread_config, written_by
 from graph.context import AdContext
-from graph.errors import AdgraphError
+from graph.errors import AdgraphError, StepCancelled
 from graph.state import AD_NODES
 
 OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
@@ -45,6 +45,8 @@ class RunResult:
     parent: dict[str, str] | None = None
     drained: str | None = None
     """Why the run stopped early at a node boundary (a RunControl drain), if it did."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """What nodes reported through the stream writer (progress inside a step, agent fallbacks), in order."""
 
 
 async def run_job(
@@ -62,6 +64,7 @@ async def run_job(
     config = config or thread_config(job_id)
     result = RunResult(job_id=job_id, parent=(config.get("metadata") or {}).get("parent"))
     started: dict[str, float] = {}
+    running: list[str] = []  # nodes started and not finished; a node's custom events are credited to it
 
     async def emit(kind: str, data: dict[str, Any]) -> None:
         if listener is not None and inspect.isawaitable(out := listener(kind, data)):
@@ -76,16 +79,24 @@ async def run_job(
             context=ctx,
             durability=durability,
             control=control,
-            stream_mode=["tasks", "checkpoints", "values"],
+            stream_mode=["tasks", "checkpoints", "values", "custom"],
         ):
             if mode == "tasks" and "triggers" in data:
                 started[data["id"]] = time.perf_counter()
+                running.append(data["name"])
                 await emit("node_started", {"node": data["name"]})
             elif mode == "tasks":
+                if data["name"] in running:
+                    running.remove(data["name"])
                 seconds = round(time.perf_counter() - started.pop(data["id"], time.perf_counter()), 4)
                 status = "failed" if data.get("error") else "succeeded"
                 result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
                 await emit("node_finished", result.nodes[-1])
+            elif mode == "custom":
+                event = _custom_event(data, running[-1] if running else None)
+                if event["type"] != "progress":  # progress is transient; fallbacks and the like are kept
+                    result.events.append(event)
+                await emit(event["type"], event)
             elif mode == "values":
                 result.values = dict(data)
             elif mode == "checkpoints":
@@ -99,11 +110,20 @@ async def run_job(
         result.status = "succeeded"
     except GraphDrained as e:  # cancel or shutdown asked to stop at a node boundary; checkpoints intact
         result.status, result.drained = "cancelled", e.reason
+    except StepCancelled:  # cancel seen inside a long step; the step re-runs on resume
+        result.status, result.drained = "cancelled", "cancel"
     except AdgraphError as e:
         result.status, result.error = "failed", e
     except Exception as e:  # noqa: BLE001 - a job ends failed with a code; the checkpoints stay resumable
         result.status, result.error = "failed", AdgraphError("INTERNAL", f"{type(e).__name__}: {e}")
     return result
+
+
+def _custom_event(data: Any, node: str | None) -> dict[str, Any]:
+    """A node's `runtime.stream_writer(...)` payload as an event: {"type", "node", ...}."""
+    if isinstance(data, dict) and isinstance(data.get("type"), str):
+        return {**data, "node": data.get("node", node)}
+    return {"type": "progress", "node": node, "message": str(data)}
 
 
 def write_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) -> dict[str, Any]:
@@ -128,6 +148,8 @@ def write_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) ->
     }
     if result.parent:
         doc["parent"] = result.parent
+    if result.events:
+        doc["events"] = result.events
     if result.error is not None:
         doc["error"] = result.error.to_dict()
     _atomic_write(out_dir / "result.json", json.dumps(doc, indent=2, ensure_ascii=False).encode())

@@ -189,6 +189,13 @@ class JobRunner:
                     )
                 elif kind == "checkpoint":
                     await self.store.update(job.id, active_checkpoint_id=data["id"])
+                elif kind == "progress":  # inside a node: a diffusion step, an agent's call
+                    snap = progress.snapshot(
+                        data.get("message") or f"running {data.get('node')}", fraction=data.get("fraction")
+                    )
+                    await self._progress(job.id, {"progress": snap}, "progress", {**data, "progress": snap})
+                else:  # what a node wants on the record: an agent's fallback, say
+                    await self.emit(job.id, kind, data)
 
             result = await run_job(
                 graph, self.ctx, job.id, graph_input, listener=listener, control=control, order=wf.nodes
@@ -282,13 +289,19 @@ class _Progress:
         self.done.add(node)
         self.current = None
 
-    def snapshot(self, message: str | None = None, *, done: bool = False) -> dict[str, Any]:
+    def snapshot(
+        self, message: str | None = None, *, done: bool = False, fraction: float | None = None
+    ) -> dict[str, Any]:
+        """`fraction`: how far the current node says it is (0-1); else its elapsed share of its usual time."""
         total = sum(self._cost(n) for n in self.order)
         finished = sum(self._cost(n) for n in self.order if n in self.done)
         remaining = total - finished
         if self.current:
-            elapsed = time.perf_counter() - self.started
-            finished += min(elapsed, self._cost(self.current) * 0.95)
+            cost = self._cost(self.current)
+            if fraction is not None:
+                finished += cost * min(max(float(fraction), 0.0), 0.99)
+            else:
+                finished += min(time.perf_counter() - self.started, cost * 0.95)
             remaining = max(0.0, total - finished)
         percent = 100 if done else min(99, round(100 * finished / total)) if total else 0
         return {
