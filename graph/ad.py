@@ -35,6 +35,7 @@ INPUT_CONSUMERS: dict[str, str] = {
     "product_image": "segment",
     "background_prompt": "background",
     "seed": "background",
+    "restyle": "background",
     "size": "background",
     "text_position": "composite",
     "copy": "plan",

@@ -5,8 +5,9 @@ Each tool is a protocol, so unit tests hand in fakes and the service hands in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -27,13 +28,31 @@ class Segmenter(Protocol):
         ...
 
 
+Progress = Callable[[float, str], None]
+"""How far a long step is (0-1) and what it is doing, e.g. (0.4, "diffusion step 4/10")."""
+
+
 class Backdrop(Protocol):
     name: str
+    restyles: bool
+    """Whether `generate` takes an `init_image` (img2img)."""
 
     async def generate(
-        self, *, size: tuple[int, int], prompt: str, product_palette: list[str], seed: int
+        self,
+        *,
+        size: tuple[int, int],
+        prompt: str,
+        product_palette: list[str],
+        seed: int,
+        progress: Progress | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        **init: Any,
     ) -> Image.Image:
-        """Return an RGB image of `size` to stand the product in front of."""
+        """Return an RGB image of `size` to stand the product in front of.
+
+        A backend that restyles takes `init_image=` and `strength=` in `init`. A long backend reports
+        `progress` and, when `cancelled()` turns true, stops by raising `graph.errors.StepCancelled`.
+        """
         ...
 
 
@@ -46,7 +65,15 @@ class Compositor(Protocol):
 class Analyzer(Protocol):
     name: str
 
-    async def analyze(self, *, scene: Image.Image, placement: Placement) -> SceneAnalysis: ...
+    async def analyze(
+        self,
+        *,
+        scene: Image.Image,
+        placement: Placement,
+        fallback: Callable[[str, str], None] | None = None,
+    ) -> SceneAnalysis:
+        """`fallback(part, reason)`: a part the backend could not make, and measured instead."""
+        ...
 
 
 class FontCatalog(Protocol):
@@ -95,6 +122,8 @@ class AdContext:
     designer: Designer
     developer: Developer
     renderer: Renderer
+    models: Any = None
+    """The GPU model runtime and its clip scorer, when GPU backends are configured (else None)."""
 
 
 _default_context: AdContext | None = None

@@ -19,4 +19,4 @@ async def segment(state: AdState, runtime: Runtime[AdContext]) -> dict[str, Any]
     photo = ImageOps.exif_transpose(photo).convert("RGB")
     matte = await ctx.segmenter.segment(photo)
     cutout = await asyncio.to_thread(make_cutout, photo, matte)
-    return {"cutout": await ctx.artifacts.put_image(cutout)}
+    return {"cutout": await ctx.artifacts.put_image(cutout), "segment_backend": ctx.segmenter.name}

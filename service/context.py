@@ -1,14 +1,33 @@
-"""Building the real run context (embedded backends) from settings."""
+"""Building the real run context from settings: the embedded backends, or the GPU ones around one runtime."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
 from checkpoints.artifacts import FileArtifactStore
+from gpu_runtime.birefnet import BiRefNetSegmenter
+from gpu_runtime.clip import ClipScorer
+from gpu_runtime.flux import FluxBackdrop
+from gpu_runtime.models import (
+    BACKEND_SETTING,
+    MODELS,
+    NODE_BACKENDS,
+    Choice,
+    Located,
+    choose,
+    cuda_available,
+    locate,
+    torch_installed,
+)
+from gpu_runtime.qwen2vl import QwenAnalyzer
 from gpu_runtime.u2netp import U2NetPSegmenter
 from graph.context import AdContext, Renderer
+from graph.errors import AdgraphError
 from nodes.backends.compose import StudioCompositor
 from nodes.backends.fonts import FontconfigCatalog
 from nodes.backends.stats import StatsAnalyzer
@@ -17,29 +36,123 @@ from service.browser import ChromiumRenderer
 from service.settings import Settings
 
 
+@dataclass
+class GpuModels:
+    """Which backend each node got and why, and the one model runtime serving the GPU ones."""
+
+    choices: dict[str, Choice]
+    located: dict[str, Located]
+    runtime: Any = None
+    """A `gpu_runtime.runtime.ModelRuntime`, or None when no GPU model is in use (torch never imported)."""
+    clip: ClipScorer | None = None
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def require_clip(self) -> ClipScorer:
+        if self.clip is None:
+            self.located["clip"].require()  # names the setting when the weights are missing
+            raise AdgraphError(
+                "MODEL_UNAVAILABLE", self.problems.get("clip", "the CLIP model is not loaded"), model="clip"
+            )
+        return self.clip
+
+    def summary(self) -> dict[str, Any]:
+        """For /v1/system: the backends and the runtime's residency, memory and counters."""
+        return {
+            "backends": {n: {"backend": c.backend, "reason": c.reason} for n, c in self.choices.items()},
+            "runtime": self.runtime.stats() if self.runtime is not None else None,
+        }
+
+    async def close(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.close()
+
+
+def make_models(settings: Settings, *, for_jobs: bool = True) -> GpuModels:
+    """Resolve each model's directory, choose each node's backend, and register the GPU models in one
+    runtime. `for_jobs=False` (an API process whose jobs run in workers) keeps only the CLIP scorer."""
+    located = {
+        name: locate(info, getattr(settings, info.setting), settings.models_dir)
+        for name, info in MODELS.items()
+    }
+    cuda = functools.cache(cuda_available)  # imports torch only when some weights are found
+    choices = {
+        node: choose(
+            node, getattr(settings, BACKEND_SETTING[node]) if for_jobs else embedded, located[gpu], cuda
+        )
+        for node, (embedded, gpu) in NODE_BACKENDS.items()
+    }
+    names = [c.backend for c in choices.values() if c.gpu]
+    models = GpuModels(choices, located)
+    if located["clip"].found and torch_installed():
+        names.append("clip")
+    elif not located["clip"].found:
+        models.problems["clip"] = located["clip"].source
+    else:
+        models.problems["clip"] = "torch is not installed (pip install 'adgraph[gpu]')"
+    if not names:
+        return models
+    from gpu_runtime.loaders import model_spec, torch_dtype
+    from gpu_runtime.runtime import ModelRuntime
+
+    runtime = ModelRuntime(
+        device=settings.gpu_device,
+        budget_bytes=settings.gpu_memory_budget,
+        reserve_bytes=settings.gpu_memory_reserve,
+    )
+    dtype = torch_dtype(settings.gpu_dtype, str(runtime.device))
+    for name in names:
+        path = located[name].path
+        assert path is not None
+        runtime.register(model_spec(name, path, dtype))
+    models.runtime = runtime
+    if "clip" in names:
+        models.clip = ClipScorer(runtime)
+    return models
+
+
 def make_renderer(settings: Settings) -> ChromiumRenderer:
     return ChromiumRenderer(
         settings.chromium_path, pages=settings.render_pages, timeout_s=settings.render_timeout_s
     )
 
 
-def make_ad_context(settings: Settings, renderer: Renderer) -> AdContext:
-    """The embedded defaults: u2netp, studio backdrop, stats analysis, rule agents."""
+def make_ad_context(settings: Settings, renderer: Renderer, models: GpuModels | None = None) -> AdContext:
+    """The embedded defaults (u2netp, studio backdrop, stats analysis, rule agents), with the GPU backend
+    of each node that `models` chose."""
+    gpu = {node: c.gpu for node, c in models.choices.items()} if models is not None else {}
+    runtime = models.runtime if models is not None else None
+    stats = StatsAnalyzer()
     return AdContext(
         artifacts=FileArtifactStore(settings.artifacts_dir),
-        segmenter=U2NetPSegmenter(threads=settings.onnx_threads),
-        backdrop=StudioBackdrop(),
+        segmenter=BiRefNetSegmenter(runtime, resolution=settings.birefnet_resolution)
+        if gpu.get("segment")
+        else U2NetPSegmenter(threads=settings.onnx_threads),
+        backdrop=FluxBackdrop(
+            runtime,
+            steps=settings.flux_steps,
+            guidance=settings.flux_guidance,
+            resolution=settings.flux_resolution,
+        )
+        if gpu.get("background")
+        else StudioBackdrop(),
         compositor=StudioCompositor(),
-        analyzer=StatsAnalyzer(),
+        analyzer=QwenAnalyzer(runtime, stats, max_new_tokens=settings.qwen2vl_max_new_tokens)
+        if gpu.get("analyze")
+        else stats,
         planner=RulePlanner(),
         designer=RuleDesigner(FontconfigCatalog()),
         developer=RuleDeveloper(),
         renderer=renderer,
+        models=models,
     )
 
 
 @asynccontextmanager
 async def ad_context(settings: Settings) -> AsyncIterator[AdContext]:
-    """The embedded-default context with a warm Chromium, closed on exit."""
-    async with make_renderer(settings) as renderer:
-        yield make_ad_context(settings, renderer)
+    """The run context with a warm Chromium and the model runtime, both closed on exit."""
+    models = make_models(settings)
+    try:
+        async with make_renderer(settings) as renderer:
+            yield make_ad_context(settings, renderer, models)
+    finally:
+        await models.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,48 @@ class Settings(BaseSettings):
     )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
+
+    # -- GPU models: local weights only; `adgraph models list` shows what is found and what auto picks ----
+    models_dir: Path | None = Field(
+        None, description="A models root laid out like a Hugging Face cache (models--org--name/snapshots/…)."
+    )
+    birefnet_path: Path | None = Field(None, description="Local BiRefNet directory (ZhengPeng7/BiRefNet).")
+    flux_path: Path | None = Field(None, description="Local FLUX.1 pipeline directory (diffusers layout).")
+    qwen2vl_path: Path | None = Field(
+        None, description="Local Qwen2-VL directory (Qwen/Qwen2-VL-7B-Instruct)."
+    )
+    clip_path: Path | None = Field(
+        None, description="Local CLIP directory, for POST /v1/evaluations/clip-score."
+    )
+    segment_backend: Literal["auto", "u2netp", "birefnet"] = Field(
+        "auto", description="auto: birefnet when its weights and CUDA are here, else the embedded u2netp."
+    )
+    background_backend: Literal["auto", "studio", "flux"] = Field(
+        "auto",
+        description="auto: flux when its weights and CUDA are here, else the embedded studio backdrop.",
+    )
+    analyze_backend: Literal["auto", "stats", "qwen2vl"] = Field(
+        "auto", description="auto: qwen2vl when its weights and CUDA are here, else the embedded stats."
+    )
+    gpu_device: str | None = Field(
+        None, description="cuda, cuda:N or cpu; default: cuda if present, else cpu."
+    )
+    gpu_memory_budget: int | None = Field(
+        None,
+        gt=0,
+        description="Bytes the model runtime may keep resident; default: device memory minus reserve.",
+    )
+    gpu_memory_reserve: int = Field(
+        2 * 2**30, ge=0, description="Left free for activations and the CUDA context."
+    )
+    gpu_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA, float32 on the CPU."
+    )
+    flux_steps: int = Field(28, ge=1, le=200)
+    flux_guidance: float = Field(3.5, ge=0)
+    flux_resolution: int = Field(1024, ge=64, le=2048, description="Long side FLUX draws at, then resized.")
+    birefnet_resolution: int = Field(1024, ge=32, le=2048)
+    qwen2vl_max_new_tokens: int = Field(256, ge=1, le=2048)
 
     @cached_property
     def artifacts_dir(self) -> Path:

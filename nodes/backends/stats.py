@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -41,7 +42,14 @@ class StatsAnalyzer:
 
     name = "stats"
 
-    async def analyze(self, *, scene: Image.Image, placement: Placement) -> SceneAnalysis:
+    async def analyze(
+        self,
+        *,
+        scene: Image.Image,
+        placement: Placement,
+        fallback: Callable[[str, str], None] | None = None,
+    ) -> SceneAnalysis:
+        """Everything is measured, so nothing ever falls back."""
         return await asyncio.to_thread(analyze_scene, scene, placement)
 
 

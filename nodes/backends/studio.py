@@ -855,9 +855,18 @@ class StudioBackdrop:
     """The embedded background backend: a procedural studio backdrop, CPU only, no model weights."""
 
     name = "studio"
+    restyles = False
 
     async def generate(
-        self, *, size: tuple[int, int], prompt: str, product_palette: list[str], seed: int
+        self,
+        *,
+        size: tuple[int, int],
+        prompt: str,
+        product_palette: list[str],
+        seed: int,
+        progress: Callable[[float, str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> Image.Image:
-        """Return an RGB image of `size` to stand the product in front of."""
+        """Return an RGB image of `size` to stand the product in front of (in a fraction of a second, so
+        it neither reports progress nor looks at `cancelled`)."""
         return await asyncio.to_thread(render_studio, size, prompt, product_palette, seed)

@@ -1,0 +1,148 @@
+"""Loaders: read a model's weights from its local directory into host memory, and the specs the
+runtime swaps them by. torch, diffusers and transformers are imported inside the functions, so importing
+this module costs nothing on a machine that only uses the embedded backends."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpu_runtime.models import MODELS, weights_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from gpu_runtime.runtime import ModelSpec
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def torch_dtype(name: str, device: str) -> torch.dtype:
+    """`auto`: bfloat16 on CUDA (what the released weights are), float32 on the CPU (bf16 is slow there)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+def _offline() -> None:
+    # Belt and braces: the paths are local, but a library must never reach for the hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_birefnet(path: Path, dtype: torch.dtype) -> Any:
+    """BiRefNet through its own modeling code, which ships in the model directory (trust_remote_code)."""
+    _offline()
+    from transformers import AutoModelForImageSegmentation
+
+    model = AutoModelForImageSegmentation.from_pretrained(
+        str(path), trust_remote_code=True, local_files_only=True, dtype=dtype
+    )
+    return model.eval()
+
+
+def load_flux(path: Path, dtype: torch.dtype) -> Any:
+    _offline()
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@dataclass
+class VisionLanguage:
+    """Qwen2-VL without `Qwen2VLProcessor` (which needs torchvision): the model, its tokenizer and the
+    PIL image processor. The runtime moves `model`; the other two are host-side."""
+
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+
+
+def load_qwen2vl(path: Path, dtype: torch.dtype) -> VisionLanguage:
+    _offline()
+    from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    return VisionLanguage(
+        model=model.eval(),
+        tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
+        image_processor=Qwen2VLImageProcessorPil.from_pretrained(str(path), local_files_only=True),
+    )
+
+
+@dataclass
+class Clip:
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+
+
+def load_clip(path: Path, dtype: torch.dtype) -> Clip:
+    _offline()
+    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+
+    return Clip(
+        model=CLIPModel.from_pretrained(str(path), dtype=dtype, local_files_only=True).eval(),
+        tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
+        image_processor=CLIPImageProcessorPil.from_pretrained(str(path), local_files_only=True),
+    )
+
+
+LOADERS = {"birefnet": load_birefnet, "flux": load_flux, "qwen2vl": load_qwen2vl, "clip": load_clip}
+
+
+def model_spec(name: str, path: Path, dtype: torch.dtype) -> ModelSpec:
+    """The runtime's spec for model `name` at `path`; its size is what the weights take at `dtype`."""
+    from gpu_runtime.runtime import ModelSpec
+
+    on_disk = weights_bytes(path)
+    # Released weights are bf16; loading them as float32 doubles what the runtime must hold.
+    scale = 2 if dtype.itemsize == 4 and _mostly_half(path) else 1
+    return ModelSpec(
+        name=name,
+        load=partial(LOADERS[name], path, dtype),
+        expected_bytes=on_disk * scale,
+        dtype=dtype,
+        description=f"{MODELS[name].repo_id} from {path}",
+    )
+
+
+def _mostly_half(path: Path) -> bool:
+    """Whether the safetensors files under `path` store 16-bit floats (read from their headers only)."""
+    import json
+    import struct
+
+    half = full = 0
+    for f in path.rglob("*.safetensors"):
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for key, t in header.items():
+            if key == "__metadata__":
+                continue
+            size = t["data_offsets"][1] - t["data_offsets"][0]
+            if t["dtype"] in ("BF16", "F16"):
+                half += size
+            elif t["dtype"] == "F32":
+                full += size
+    return half > full
+
+
+def device_of(model: Any) -> torch.device:
+    """The device a module (or a pipeline) sits on."""
+    if hasattr(model, "device"):
+        return model.device
+    return next(model.parameters()).device
+
+
+def dtype_of(model: Any) -> torch.dtype:
+    if hasattr(model, "dtype"):
+        return model.dtype
+    return next(model.parameters()).dtype

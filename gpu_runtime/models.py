@@ -1,0 +1,238 @@
+"""Where each GPU model's weights are on this machine, and which backend each node gets.
+
+Weights are only ever read from local directories: one per model (`ADGRAPH_FLUX_PATH`, ...) or a models
+root laid out like a Hugging Face cache (`models--org--name/snapshots/<rev>/`). Nothing here downloads, and
+nothing here imports torch unless a GPU backend could actually be used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from graph.errors import AdgraphError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the GPU backends know how to load (data, not code)."""
+
+    name: str
+    repo_id: str
+    """Its Hugging Face id: the folder name in a hub-cache layout."""
+    setting: str
+    """The Settings field that points at its directory."""
+    node: str | None
+    """The ad node it serves (None: an evaluation model)."""
+    expected_bytes: int
+    """Size of the released weights as shipped (what the runtime must hold)."""
+    marker: str
+    """A file every copy of the model has at its root."""
+
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        ModelInfo("birefnet", "ZhengPeng7/BiRefNet", "birefnet_path", "segment", 885_000_000, "config.json"),
+        # FLUX.1-dev in bf16: transformer 23.8 GB, T5-XXL 9.8 GB, CLIP-L 0.25 GB, VAE 0.34 GB
+        ModelInfo(
+            "flux",
+            "black-forest-labs/FLUX.1-dev",
+            "flux_path",
+            "background",
+            34_190_000_000,
+            "model_index.json",
+        ),
+        ModelInfo(
+            "qwen2vl", "Qwen/Qwen2-VL-7B-Instruct", "qwen2vl_path", "analyze", 16_580_000_000, "config.json"
+        ),
+        ModelInfo("clip", "openai/clip-vit-large-patch14", "clip_path", None, 1_710_000_000, "config.json"),
+    )
+}
+
+# node -> (embedded backend, GPU backend = the model's name)
+NODE_BACKENDS: dict[str, tuple[str, str]] = {
+    "segment": ("u2netp", "birefnet"),
+    "background": ("studio", "flux"),
+    "analyze": ("stats", "qwen2vl"),
+}
+BACKEND_SETTING = {
+    "segment": "segment_backend",
+    "background": "background_backend",
+    "analyze": "analyze_backend",
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def env_name(setting: str) -> str:
+    return f"ADGRAPH_{setting.upper()}"
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a model was looked for and whether a usable copy is there."""
+
+    info: ModelInfo
+    path: Path | None
+    """The directory to load from (None when nothing usable was found)."""
+    source: str
+    """How it was found or why not, in words."""
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+    def weights_bytes(self) -> int:
+        return weights_bytes(self.path) if self.path is not None else 0
+
+    def require(self) -> Path:
+        """The directory, or MODEL_UNAVAILABLE naming the setting to fix."""
+        if self.path is None:
+            raise AdgraphError(
+                "MODEL_UNAVAILABLE",
+                f"{self.info.name} weights are not available: {self.source}. "
+                f"Set {env_name(self.info.setting)} to a local copy of {self.info.repo_id} "
+                "(or ADGRAPH_MODELS_DIR to a Hugging Face cache "
+                "that holds it); nothing is downloaded at run time",
+                model=self.info.name,
+                setting=env_name(self.info.setting),
+            )
+        return self.path
+
+
+def locate(info: ModelInfo, path: Path | None, models_dir: Path | None) -> Located:
+    """An explicit `path` wins; else `models_dir` in hub-cache layout, or a plain `models_dir/<name>`."""
+    if path is not None:
+        if not path.is_dir():
+            return Located(info, None, f"{env_name(info.setting)}={path} is not a directory")
+        if not (path / info.marker).is_file():
+            return Located(info, None, f"{env_name(info.setting)}={path} has no {info.marker}")
+        return Located(info, path, f"{env_name(info.setting)}")
+    if models_dir is None:
+        return Located(info, None, f"neither {env_name(info.setting)} nor ADGRAPH_MODELS_DIR is set")
+    if not models_dir.is_dir():
+        return Located(info, None, f"ADGRAPH_MODELS_DIR={models_dir} is not a directory")
+    cache = models_dir / f"models--{info.repo_id.replace('/', '--')}"
+    snapshot = _snapshot(cache, info.marker)
+    if snapshot is not None:
+        return Located(info, snapshot, f"ADGRAPH_MODELS_DIR (hub cache, revision {snapshot.name[:12]})")
+    for plain in (models_dir / info.repo_id.split("/")[-1], models_dir / info.name):
+        if (plain / info.marker).is_file():
+            return Located(info, plain, f"ADGRAPH_MODELS_DIR ({plain.name}/)")
+    return Located(info, None, f"no {cache.name} or {info.repo_id.split('/')[-1]}/ under {models_dir}")
+
+
+def _snapshot(cache: Path, marker: str) -> Path | None:
+    """The snapshot `refs/main` names, else the newest complete one."""
+    snapshots = cache / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    ref = cache / "refs" / "main"
+    if ref.is_file():
+        named = snapshots / ref.read_text().strip()
+        if (named / marker).is_file():
+            return named
+    complete = [s for s in snapshots.iterdir() if (s / marker).is_file()]
+    return max(complete, key=lambda s: s.stat().st_mtime) if complete else None
+
+
+def weights_bytes(path: Path) -> int:
+    """Bytes of weight files under `path` (hub-cache symlinks followed)."""
+    total = 0
+    for root, _, files in os.walk(path, followlinks=True):
+        for f in files:
+            if f.endswith(WEIGHT_SUFFIXES):
+                total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cuda_available() -> bool:
+    if not torch_installed():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@dataclass(frozen=True)
+class Choice:
+    node: str
+    backend: str
+    reason: str
+
+    @property
+    def gpu(self) -> bool:
+        return self.backend == NODE_BACKENDS[self.node][1]
+
+
+def choose(node: str, requested: str, located: Located, cuda: Callable[[], bool] = cuda_available) -> Choice:
+    """The backend for `node`: `auto` takes the GPU one when its weights and CUDA are both here; a
+    backend named explicitly is taken as asked, and a GPU one that cannot load is MODEL_UNAVAILABLE."""
+    embedded, gpu = NODE_BACKENDS[node]
+    setting = env_name(BACKEND_SETTING[node])
+    if requested not in ("auto", embedded, gpu):
+        raise AdgraphError(
+            "INVALID_INPUT",
+            f"{setting}={requested!r}: choose auto, {embedded} or {gpu}",
+            setting=setting,
+        )
+    if requested == embedded:
+        return Choice(node, embedded, f"{setting}={embedded}")
+    if requested == gpu:
+        located.require()
+        if not torch_installed():
+            raise _no_torch(gpu)
+        return Choice(node, gpu, f"{setting}={gpu}")
+    if not located.found:
+        return Choice(node, embedded, f"{gpu} weights not found ({located.source})")
+    if not torch_installed():
+        return Choice(node, embedded, "torch is not installed (pip install 'adgraph[gpu]')")
+    if not cuda():
+        return Choice(node, embedded, f"{gpu} weights found but no CUDA device")
+    return Choice(node, gpu, f"{gpu} weights found at {located.path} and CUDA is available")
+
+
+def _no_torch(model: str) -> AdgraphError:
+    return AdgraphError(
+        "MODEL_UNAVAILABLE",
+        f"the {model} backend needs torch, diffusers and transformers: pip install 'adgraph[gpu]'",
+        model=model,
+    )
+
+
+def report(settings: Any, cuda: bool | None = None) -> list[dict[str, Any]]:
+    """`adgraph models list`: each model, where it was looked for, found or not, sizes, and the backend
+    `auto` would give its node and why."""
+    cuda = cuda_available() if cuda is None else cuda
+    rows = []
+    for info in MODELS.values():
+        located = locate(info, getattr(settings, info.setting), settings.models_dir)
+        row: dict[str, Any] = {
+            "model": info.name,
+            "repo_id": info.repo_id,
+            "setting": env_name(info.setting),
+            "path": str(located.path) if located.path else None,
+            "found": located.found,
+            "source": located.source,
+            "expected_bytes": info.expected_bytes,
+            "weights_bytes": located.weights_bytes(),
+            "node": info.node,
+        }
+        if info.node is not None:
+            requested = getattr(settings, BACKEND_SETTING[info.node])
+            try:
+                picked = choose(info.node, "auto", located, cuda=lambda: cuda)
+                row["auto"] = {"backend": picked.backend, "reason": picked.reason}
+            except AdgraphError as e:  # pragma: no cover - auto never raises
+                row["auto"] = {"backend": None, "reason": e.message}
+            row["configured_backend"] = requested
+        rows.append(row)
+    return rows
