@@ -7,6 +7,7 @@ nothing here imports torch unless a GPU backend could actually be used.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable
@@ -208,10 +209,10 @@ def _no_torch(model: str) -> AdgraphError:
     )
 
 
-def report(settings: Any, cuda: bool | None = None) -> list[dict[str, Any]]:
+def report(settings: Any, cuda: Callable[[], bool] = cuda_available) -> list[dict[str, Any]]:
     """`adgraph models list`: each model, where it was looked for, found or not, sizes, and the backend
-    `auto` would give its node and why."""
-    cuda = cuda_available() if cuda is None else cuda
+    `auto` would give its node and why. CUDA is only probed (torch imported) when some weights are found."""
+    cuda = functools.cache(cuda)
     rows = []
     for info in MODELS.values():
         located = locate(info, getattr(settings, info.setting), settings.models_dir)
@@ -229,7 +230,7 @@ def report(settings: Any, cuda: bool | None = None) -> list[dict[str, Any]]:
         if info.node is not None:
             requested = getattr(settings, BACKEND_SETTING[info.node])
             try:
-                picked = choose(info.node, "auto", located, cuda=lambda: cuda)
+                picked = choose(info.node, "auto", located, cuda=cuda)
                 row["auto"] = {"backend": picked.backend, "reason": picked.reason}
             except AdgraphError as e:  # pragma: no cover - auto never raises
                 row["auto"] = {"backend": None, "reason": e.message}

@@ -8,9 +8,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from checkpoints.saver import open_checkpointer
-from service.api import artifacts, errors, jobs, meta
+from service.api import artifacts, errors, evaluations, jobs, meta
 from service.api.deps import Resources
-from service.context import ad_context, make_ad_context, make_renderer
+from service.context import ad_context, make_ad_context, make_models, make_renderer
 from service.db import make_engine, migrate
 from service.events import EventBus
 from service.runner import JobRunner, RemoteRunner
@@ -36,8 +36,10 @@ def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs
             saver = await stack.enter_async_context(open_checkpointer(settings.checkpoints))
             if run_jobs:
                 ctx = await stack.enter_async_context(context(settings))
-            else:  # the API needs the artifact store and fonts, not the models or Chromium
-                ctx = make_ad_context(settings, make_renderer(settings))
+            else:  # the API needs the artifact store, fonts and CLIP (for evaluations), not the job models
+                models = make_models(settings, for_jobs=False)
+                stack.push_async_callback(models.close)
+                ctx = make_ad_context(settings, make_renderer(settings), models)
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
             store, bus = JobStore(engine), EventBus()
             if run_jobs:
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs
         description="AI ad creatives as checkpointed LangGraph jobs.",
     )
     errors.install(app)
-    for router in (artifacts.router, jobs.router, meta.router):
+    for router in (artifacts.router, jobs.router, meta.router, evaluations.router):
         app.include_router(router)
     app.add_middleware(artifacts.UploadLimit, limit=settings.max_upload_bytes)
     return app

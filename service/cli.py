@@ -22,6 +22,10 @@ app = typer.Typer(
 )
 jobs_app = typer.Typer(help="Inspect, resume and branch jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+models_app = typer.Typer(
+    help="The GPU models on this machine and the backend each node gets.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
 
@@ -98,6 +102,13 @@ def ad(
     seed: Annotated[int, typer.Option(help="Same seed, same backdrop.")] = 0,
     text_position: Annotated[str, typer.Option(help="auto, top, center or bottom.")] = "auto",
     font: Annotated[str | None, typer.Option(help="An installed font family (see `adgraph fonts`).")] = None,
+    restyle: Annotated[
+        float | None,
+        typer.Option(
+            help="With FLUX: img2img strength (0-1] from a first composition of the product, so light "
+            "and shadows fit it. Unset: the background comes from the prompt alone."
+        ),
+    ] = None,
 ) -> None:
     """Make an ad from a product photo and a line of copy."""
 
@@ -120,6 +131,7 @@ def ad(
                 "seed": seed,
                 "text_position": text_position,
                 "font": font,
+                "restyle": restyle,
             },
         )
         if not product.is_file():
@@ -464,6 +476,40 @@ def jobs_branch(
             return await _finish(env, result, out)
 
     _run(main)
+
+
+@models_app.command("list")
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Each model: configured path, found or not, expected and on-disk size, and the backend `auto` picks
+    for its node and why. Reads nothing but file headers; never downloads."""
+    from gpu_runtime.models import report
+    from service.settings import Settings
+
+    rows = report(Settings())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "found" if row["found"] else "missing"
+        typer.echo(f"{row['model']} ({row['repo_id']}): {state}")
+        typer.echo(f"  path: {row['path'] or '-'}  [{row['source']}]")
+        typer.echo(f"  setting: {row['setting']}")
+        on_disk = f", {_gb(row['weights_bytes'])} on disk" if row["found"] else ""
+        typer.echo(f"  size: {_gb(row['expected_bytes'])} expected{on_disk}")
+        if row["node"]:
+            auto = row["auto"]
+            typer.echo(
+                f"  {row['node']}: configured {row['configured_backend']}; "
+                f"auto picks {auto['backend']} ({auto['reason']})"
+            )
+        else:
+            typer.echo("  used by: POST /v1/evaluations/clip-score")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
 
 
 def main() -> None:  # pragma: no cover

@@ -75,12 +75,15 @@ def make_models(settings: Settings, *, for_jobs: bool = True) -> GpuModels:
         for name, info in MODELS.items()
     }
     cuda = functools.cache(cuda_available)  # imports torch only when some weights are found
-    choices = {
-        node: choose(
-            node, getattr(settings, BACKEND_SETTING[node]) if for_jobs else embedded, located[gpu], cuda
-        )
-        for node, (embedded, gpu) in NODE_BACKENDS.items()
-    }
+    # Without jobs there are no node backends to choose (the workers choose theirs).
+    choices = (
+        {
+            node: choose(node, getattr(settings, BACKEND_SETTING[node]), located[gpu], cuda)
+            for node, (_, gpu) in NODE_BACKENDS.items()
+        }
+        if for_jobs
+        else {}
+    )
     names = [c.backend for c in choices.values() if c.gpu]
     models = GpuModels(choices, located)
     if located["clip"].found and torch_installed():

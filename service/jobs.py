@@ -25,6 +25,12 @@ from graph.errors import AdgraphError, StepCancelled
 from graph.state import AD_NODES
 
 OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
+# The nodes whose backend shaped each output image (their names are in state as `<node>_backend`).
+IMAGE_NODES = {
+    "cutout": ("segment",),
+    "scene": ("segment", "background"),
+    "ad": ("segment", "background", "analyze"),
+}
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
 
@@ -126,6 +132,12 @@ def _custom_event(data: Any, node: str | None) -> dict[str, Any]:
     return {"type": "progress", "node": node, "message": str(data)}
 
 
+def backends_of(values: dict[str, Any], image: str | None = None) -> dict[str, str]:
+    """Node -> backend that ran it (u2netp/birefnet, studio/flux, stats/qwen2vl), for one image or all."""
+    nodes = IMAGE_NODES[image] if image else ("segment", "background", "analyze")
+    return {n: values[f"{n}_backend"] for n in nodes if f"{n}_backend" in values}
+
+
 def write_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) -> dict[str, Any]:
     """Copy the job's images into `out_dir` and write result.json last (so its presence means done)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +158,8 @@ def write_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) ->
         "nodes": result.nodes,
         "checkpoints": result.checkpoints,
     }
+    if backends := backends_of(result.values):
+        doc["backends"] = backends
     if result.parent:
         doc["parent"] = result.parent
     if result.events:
@@ -203,6 +217,7 @@ def branch_changes(
         "seed": values["seed"],
         "text_position": values["text_position"],
         "font": values["font"],
+        "restyle": values.get("restyle"),
     }
     merged = parse(AdOptions, {**current, **{k: v for k, v in changes.items() if v is not None}})
     if merged.font is not None:

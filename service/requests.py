@@ -26,6 +26,13 @@ class AdOptions(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     text_position: str = "auto"
     font: str | None = None
+    restyle: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="With the flux backend: img2img strength from a first composition of the product on "
+        "the studio backdrop (light and shadows fit the product). Unset: drawn from the prompt alone.",
+    )
 
     @field_validator("headline", "subline", "cta", "background_prompt", "font")
     @classmethod

@@ -24,7 +24,7 @@ from checkpoints.history import thread_config, written_by
 from graph.errors import AdgraphError
 from service.db import Job
 from service.events import EventBus
-from service.jobs import OUTPUT_FILES, RunResult, run_job
+from service.jobs import OUTPUT_FILES, RunResult, backends_of, run_job
 from service.store import JobStore
 from service.workflows import Workflow
 
@@ -209,7 +209,12 @@ class JobRunner:
         if result.status == "succeeded":
             refs = {key: result.values[key] for key in OUTPUT_FILES if key in result.values}
             out = {
-                name: {"id": ref.id, "url": f"/v1/artifacts/{ref.id}", "mime": ref.mime}
+                name: {
+                    "id": ref.id,
+                    "url": f"/v1/artifacts/{ref.id}",
+                    "mime": ref.mime,
+                    "backends": backends_of(result.values, name),
+                }
                 for name, ref in refs.items()
             }
             await self._finish(job.id, "succeeded", result=out, progress=progress.snapshot("done", done=True))

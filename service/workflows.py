@@ -47,6 +47,7 @@ def ad_graph_input(opts: AdOptions, photo: ArtifactRef) -> dict[str, Any]:
         "seed": opts.seed,
         "text_position": opts.text_position,
         "font": opts.font,
+        "restyle": opts.restyle,
     }
 
 

@@ -55,19 +55,25 @@ async def download(artifact_id: str, res: Res) -> FileResponse:
 class UploadLimit:
     """Refuse a request body over its limit as it streams in, before it is buffered whole.
 
-    Uploads to `path` may carry `limit` bytes (IMAGE_TOO_LARGE); every other body, all JSON, `json_limit`
+    Uploads to `paths` may carry `limit` bytes (IMAGE_TOO_LARGE); every other body, all JSON, `json_limit`
     (REQUEST_TOO_LARGE). Pure ASGI: past a limit it answers 413 itself and tells the app the client left.
     """
 
     SLACK = 64 * 1024  # multipart framing and headers around the file
 
-    def __init__(self, app, limit: int, path: str = "/v1/artifacts", json_limit: int = 2**20) -> None:
-        self.app, self.limit, self.path, self.json_limit = app, limit, path, json_limit
+    def __init__(
+        self,
+        app,
+        limit: int,
+        paths: tuple[str, ...] = ("/v1/artifacts", "/v1/evaluations/clip-score"),
+        json_limit: int = 2**20,
+    ) -> None:
+        self.app, self.limit, self.paths, self.json_limit = app, limit, paths, json_limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        upload = scope["path"].rstrip("/") == self.path
+        upload = scope["path"].rstrip("/") in self.paths
         limit = self.limit + self.SLACK if upload else self.json_limit
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:

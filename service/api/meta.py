@@ -31,6 +31,35 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.timings_seen = 0
+        labels = ["model"]
+        r = self.registry
+        self.gpu_budget = Gauge("adgraph_gpu_budget_bytes", "Model runtime memory budget", registry=r)
+        self.gpu_used = Gauge("adgraph_gpu_used_bytes", "Bytes of resident models", registry=r)
+        self.model_resident = Gauge(
+            "adgraph_model_resident", "1 if the model is on the device", labels, registry=r
+        )
+        self.model_loads = Gauge("adgraph_model_loads", "Loads from disk", labels, registry=r)
+        self.model_swaps = Gauge("adgraph_model_swaps_in", "Moves back from host RAM", labels, registry=r)
+        self.model_evictions = Gauge("adgraph_model_evictions", "Evictions", labels, registry=r)
+        self.model_bytes_moved = Gauge(
+            "adgraph_model_bytes_moved", "Bytes copied host->device", labels, registry=r
+        )
+        self.model_wait = Gauge(
+            "adgraph_model_wait_seconds", "Time waited for the device", labels, registry=r
+        )
+
+    def observe_runtime(self, stats: dict) -> None:
+        """Copy the model runtime's counters (it keeps the totals; these gauges mirror them)."""
+        self.gpu_budget.set(stats["budget_bytes"])
+        self.gpu_used.set(stats["used_bytes"])
+        resident = set(stats["resident"])
+        for name, m in stats["models"].items():
+            self.model_resident.labels(name).set(1 if name in resident else 0)
+            self.model_loads.labels(name).set(m["loads"])
+            self.model_swaps.labels(name).set(m["swaps_in"])
+            self.model_evictions.labels(name).set(m["evictions"])
+            self.model_bytes_moved.labels(name).set(m["bytes_moved"])
+            self.model_wait.labels(name).set(m["wait_seconds"])
 
 
 @router.get("/v1/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
@@ -74,7 +103,7 @@ async def system(res: Res) -> dict:
             "available_bytes": mem.available,
             "process_rss_bytes": psutil.Process().memory_info().rss,
         },
-        "gpu": None,
+        "gpu": res.ctx.models.summary() if getattr(res.ctx, "models", None) is not None else None,
         "queue_depth": counts.get("queued", 0),
         "jobs": {s: counts.get(s, 0) for s in JOB_STATUSES},
         "max_concurrent_jobs": res.settings.max_concurrent_jobs,
@@ -104,6 +133,9 @@ async def metrics(res: Res) -> Response:
     for status in JOB_STATUSES:
         m.jobs.labels(status).set(counts.get(status, 0))
     m.queue_depth.set(counts.get("queued", 0))
+    models = getattr(res.ctx, "models", None)
+    if models is not None and models.runtime is not None:
+        m.observe_runtime(models.runtime.stats())
     # node timings come from the database, so jobs run by worker processes are counted too
     for row_id, wf, node, seconds in await res.store.timings_since(m.timings_seen):
         m.node_seconds.labels(wf, node).observe(seconds)

@@ -61,6 +61,8 @@ class ResultArtifact(BaseModel):
     id: str
     url: str
     mime: str
+    backends: dict[str, str] = {}
+    """The backend of each node that shaped this image, e.g. {"segment": "birefnet", "background": "flux"}."""
 
 
 class Parent(BaseModel):
