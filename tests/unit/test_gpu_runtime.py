@@ -509,3 +509,26 @@ async def test_close_fails_waiters_and_refuses_new_work(disk):
         await forward(rt, "segment")
     assert err.value.code == "MODEL_UNAVAILABLE" and "closed" in err.value.message
     assert rt.stats()["resident"] == []
+
+
+async def test_prometheus_collector_reports_the_runtime_at_scrape_time(disk):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gpu_runtime.metrics import register_runtime_metrics
+
+    one = model_bytes(disk)
+    rt = ModelRuntime(specs(disk), device="cpu", budget_bytes=one)
+    registry = CollectorRegistry()
+    register_runtime_metrics(rt, registry)
+    for name in ["segment", "background", "segment"]:
+        await forward(rt, name)
+    text = generate_latest(registry).decode()
+    assert f'adgraph_gpu_budget_bytes{{device="cpu"}} {float(one)}' in text
+    assert 'adgraph_gpu_model_resident{device="cpu",model="segment"} 1.0' in text
+    assert 'adgraph_gpu_model_resident{device="cpu",model="background"} 0.0' in text
+    assert 'adgraph_gpu_model_loads_total{device="cpu",model="segment"} 1.0' in text
+    assert 'adgraph_gpu_model_swaps_in_total{device="cpu",model="segment"} 1.0' in text
+    assert 'adgraph_gpu_model_evictions_total{device="cpu",model="background"} 1.0' in text
+    assert f'adgraph_gpu_model_disk_read_bytes_total{{device="cpu",model="segment"}} {float(one)}' in text
+    assert 'adgraph_gpu_queue_depth{device="cpu"} 0.0' in text
+    await rt.close()
