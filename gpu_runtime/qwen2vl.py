@@ -207,22 +207,14 @@ def _first(doc: dict[str, Any], *keys: str) -> Any:
 def _json_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in `text`; a truncated one (the token limit hit) is closed and read."""
     decoder = json.JSONDecoder()
-    starts = [m.start() for m in re.finditer(r"\{", text)]
-    for start in starts:
+    for match in re.finditer(r"\{", text):
         try:
-            doc, _ = decoder.raw_decode(text, start)
+            doc, _ = decoder.raw_decode(text, match.start())
         except json.JSONDecodeError:
-            continue
+            repaired = _close(text[match.start() :])
+            doc = json.loads(repaired) if repaired is not None else None
         if isinstance(doc, dict):
             return doc
-    if starts:
-        repaired = _close(text[starts[0] :])
-        if repaired is not None:
-            try:
-                doc = json.loads(repaired)
-            except json.JSONDecodeError:
-                return None
-            return doc if isinstance(doc, dict) else None
     return None
 
 

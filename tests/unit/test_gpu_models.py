@@ -1,0 +1,122 @@
+"""Finding local model weights and choosing each node's backend (no torch work, no models run)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpu_runtime.models import MODELS, choose, locate, report
+from graph.errors import AdgraphError
+from service.settings import Settings
+
+FLUX = MODELS["flux"]
+
+
+def fake_flux(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "model_index.json").write_text("{}")
+    (root / "transformer").mkdir()
+    (root / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 1000)
+    return root
+
+
+def hub_cache(models_dir: Path, repo_id: str, revs: list[str], main: str | None) -> dict[str, Path]:
+    """The Hugging Face cache layout: blobs, snapshots/<rev>/ of symlinks, refs/main."""
+    cache = models_dir / f"models--{repo_id.replace('/', '--')}"
+    (cache / "blobs").mkdir(parents=True)
+    blob = cache / "blobs" / "abc"
+    blob.write_bytes(b"\0" * 2048)
+    out = {}
+    for rev in revs:
+        snap = cache / "snapshots" / rev
+        (snap / "transformer").mkdir(parents=True)
+        (snap / "model_index.json").write_text("{}")
+        (snap / "transformer" / "w.safetensors").symlink_to(blob)
+        out[rev] = snap
+    if main:
+        (cache / "refs").mkdir()
+        (cache / "refs" / "main").write_text(main + "\n")
+    return out
+
+
+def test_an_explicit_path_wins_and_a_bad_one_says_what_is_wrong(tmp_path):
+    good = fake_flux(tmp_path / "flux")
+    found = locate(FLUX, good, tmp_path / "elsewhere")
+    assert found.path == good and found.weights_bytes() == 1000
+    missing = locate(FLUX, tmp_path / "nope", None)
+    assert not missing.found and "ADGRAPH_FLUX_PATH" in missing.source and "not a directory" in missing.source
+    (tmp_path / "empty").mkdir()
+    assert "no model_index.json" in locate(FLUX, tmp_path / "empty", None).source
+
+
+def test_a_models_root_in_hub_cache_layout_follows_refs_main(tmp_path):
+    snaps = hub_cache(tmp_path, FLUX.repo_id, ["1111aaaa", "2222bbbb"], main="1111aaaa")
+    found = locate(FLUX, None, tmp_path)
+    assert found.path == snaps["1111aaaa"]
+    assert found.weights_bytes() == 2048  # symlinks to blobs are followed
+    assert "hub cache" in found.source
+    # a plain folder named like the repo also works
+    plain = fake_flux(tmp_path / "other" / "FLUX.1-dev")
+    assert locate(FLUX, None, tmp_path / "other").path == plain
+
+
+def test_model_unavailable_names_the_setting(tmp_path):
+    located = locate(FLUX, tmp_path / "missing", None)
+    with pytest.raises(AdgraphError) as e:
+        choose("background", "flux", located, cuda=lambda: True)
+    assert e.value.code == "MODEL_UNAVAILABLE" and e.value.http_status == 503
+    assert "ADGRAPH_FLUX_PATH" in e.value.message and e.value.details["setting"] == "ADGRAPH_FLUX_PATH"
+
+
+def test_auto_takes_the_gpu_backend_only_with_weights_and_cuda(tmp_path):
+    found = locate(FLUX, fake_flux(tmp_path / "flux"), None)
+    absent = locate(FLUX, None, None)
+    assert choose("background", "auto", found, cuda=lambda: True).backend == "flux"
+    no_cuda = choose("background", "auto", found, cuda=lambda: False)
+    assert (no_cuda.backend, no_cuda.reason) == ("studio", "flux weights found but no CUDA device")
+    probed = []
+    no_weights = choose("background", "auto", absent, cuda=lambda: probed.append(1) or True)
+    assert no_weights.backend == "studio" and "not found" in no_weights.reason
+    assert probed == []  # CUDA (torch) is not even looked at without weights
+    # an explicit embedded name is taken as asked, an unknown one refused
+    assert choose("background", "studio", found, cuda=lambda: True).backend == "studio"
+    with pytest.raises(AdgraphError) as e:
+        choose("background", "dalle", found)
+    assert e.value.code == "INVALID_INPUT" and "ADGRAPH_BACKGROUND_BACKEND" in e.value.message
+
+
+def test_report_rows(tmp_path):
+    settings = Settings(data_dir=tmp_path, flux_path=fake_flux(tmp_path / "flux"), background_backend="flux")
+    rows = {r["model"]: r for r in report(settings, cuda=lambda: False)}
+    assert set(rows) == {"birefnet", "flux", "qwen2vl", "clip"}
+    flux = rows["flux"]
+    assert flux["found"] and flux["path"] == str(tmp_path / "flux") and flux["weights_bytes"] == 1000
+    assert flux["expected_bytes"] > 30e9 and flux["configured_backend"] == "flux"
+    assert flux["auto"] == {"backend": "studio", "reason": "flux weights found but no CUDA device"}
+    assert rows["birefnet"]["auto"]["backend"] == "u2netp" and not rows["birefnet"]["found"]
+    assert rows["clip"]["node"] is None and "auto" not in rows["clip"]
+
+
+def test_the_embedded_defaults_never_import_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from service.settings import Settings\n"
+        "from service.context import make_ad_context, make_models\n"
+        "ctx = make_ad_context(Settings(), None, make_models(Settings()))\n"
+        "assert (ctx.segmenter.name, ctx.backdrop.name, ctx.analyzer.name) == ('u2netp', 'studio', 'stats')\n"
+        "assert ctx.models.runtime is None\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADGRAPH_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "ADGRAPH_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
