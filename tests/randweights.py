@@ -2,8 +2,8 @@
 
 The GPU runtime's tests and `bench/model_swap.py` use these: a plain MLP whose size is set by width and
 depth (64x2 is a few KiB for unit tests, 2048x12 is 200 MB for the benchmark), built on the meta device and
-filled from the file the way real loaders do (`load_state_dict(assign=True)`), so a load costs a disk read
-and nothing else.
+filled from the file the way real loaders do (`load_state_dict(assign=True)`). The loader reads the whole
+file into memory, so a load is a full disk read and the weights are not backed by the page cache.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 
@@ -70,7 +70,8 @@ class DiskMLP:
             drop_page_cache(self.path)
         with torch.device("meta"):
             model = MLP(self.width, self.depth)
-        model.load_state_dict(load_file(str(self.path)), assign=True)
+        # read the whole file now: load_file would map it and read lazily, on the first forward pass
+        model.load_state_dict(load(self.path.read_bytes()), assign=True)
         return model.eval()
 
 
