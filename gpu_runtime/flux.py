@@ -7,6 +7,7 @@ a cancel raises `StepCancelled` on the runtime's thread, which ends the job canc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -55,10 +56,12 @@ class FluxBackdrop:
         """An RGB image of `size`; from `init_image` (img2img at `strength`) when one is given."""
         width, height = generation_size(size, self.resolution)
         loop = asyncio.get_running_loop()
+        caller = contextvars.copy_context()  # `progress` may need the node's context (LangGraph's writer)
 
         def on_step(done: int, total: int) -> None:  # on the runtime's thread
             if progress is not None:
-                loop.call_soon_threadsafe(progress, done / total, f"diffusion step {done}/{total}")
+                message = f"diffusion step {done}/{total}"
+                loop.call_soon_threadsafe(progress, done / total, message, context=caller)
             if cancelled is not None and cancelled():
                 raise StepCancelled(f"cancelled after diffusion step {done}/{total}")
 

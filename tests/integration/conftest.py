@@ -60,3 +60,52 @@ async def env(tmp_path_factory) -> AsyncIterator[Env]:
 def cli_env(tmp_path) -> dict[str, str]:
     """Environment for `adgraph` subprocesses: their own data dir."""
     return {**os.environ, "ADGRAPH_DATA_DIR": str(tmp_path / "data")}
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Tiny random-weight models saved the way the real ones ship (see tests/tinymodels.py)."""
+
+    birefnet: Path
+    flux: Path
+    qwen2vl: Path
+    clip: Path
+
+    def settings(self, data_dir: Path, **kw: Any) -> Settings:
+        """All three GPU backends forced on, on the CPU, at toy sizes (64 px, 2 diffusion steps)."""
+        return Settings(
+            **{
+                "data_dir": data_dir,
+                "database_url": None,
+                "checkpoint_url": None,
+                "models_dir": None,
+                "birefnet_path": self.birefnet,
+                "flux_path": self.flux,
+                "qwen2vl_path": self.qwen2vl,
+                "clip_path": self.clip,
+                "segment_backend": "birefnet",
+                "background_backend": "flux",
+                "analyze_backend": "qwen2vl",
+                "gpu_device": "cpu",
+                "gpu_memory_budget": 64 * 2**20,
+                "flux_steps": 2,
+                "flux_resolution": 64,
+                "birefnet_resolution": 64,
+                "qwen2vl_max_new_tokens": 8,
+                **kw,
+            }
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> TinyModels:
+    """Built once per session (a few seconds, most of it importing diffusers)."""
+    from tests import tinymodels
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return TinyModels(
+        birefnet=tinymodels.build_tiny_birefnet(root / "birefnet"),
+        flux=tinymodels.build_tiny_flux(root / "flux"),
+        qwen2vl=tinymodels.build_tiny_qwen2vl(root / "qwen2vl"),
+        clip=tinymodels.build_tiny_clip(root / "clip"),
+    )
