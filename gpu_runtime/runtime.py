@@ -84,6 +84,8 @@ class _Model:
     swaps_in: int = 0
     evictions: int = 0
     uses: int = 0
+    drops: int = 0
+    last_used: int = -1
     bytes_from_disk: int = 0
     bytes_moved: int = 0
     wait_seconds: float = 0.0
@@ -101,6 +103,7 @@ class _Model:
             "loads": self.loads,
             "swaps_in": self.swaps_in,
             "evictions": self.evictions,
+            "drops": self.drops,
             "bytes_from_disk": self.bytes_from_disk,
             "bytes_moved": self.bytes_moved,
             "wait_seconds": round(self.wait_seconds, 6),
@@ -169,8 +172,13 @@ class ModelRuntime:
         reserve_bytes: int = 2 * GiB,
         max_bypass: int = 4,
         copy_on_cpu: bool = False,
+        host_budget_bytes: int | None = None,
     ) -> None:
         """`budget_bytes` defaults to the device's memory minus `reserve_bytes` (activations, CUDA context).
+
+        `host_budget_bytes` bounds the host copies (pinned RAM on CUDA, which the OS cannot swap out): past
+        it, the least recently used model that is not on the device is dropped and its next use reads it
+        from disk again. None keeps every host copy.
 
         `copy_on_cpu` makes a CPU device behave like a separate memory: making a model resident copies its
         tensors and eviction drops the copy. Tests and the benchmark use it to exercise the swap path.
@@ -188,6 +196,9 @@ class ModelRuntime:
                 budget_bytes=budget_bytes,
             )
         self.budget_bytes = int(budget_bytes)
+        if host_budget_bytes is not None and host_budget_bytes <= 0:
+            raise ValueError(f"host_budget_bytes must be positive, got {host_budget_bytes}")
+        self.host_budget_bytes = host_budget_bytes
         self.max_bypass = max_bypass
         self._copies = self.device.type != "cpu" or copy_on_cpu
         self._pin = self.device.type == "cuda"
@@ -199,7 +210,10 @@ class ModelRuntime:
         self._totals = _Totals()
         self._lock = threading.Lock()  # stats() may be read from a metrics thread
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"adgraph-{self.device}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"adgraph-{self.device}", initializer=self._init_worker
+        )
+        self._clock = itertools.count()  # use order, for dropping host copies
         for spec in specs:
             self.register(spec)
 
@@ -221,6 +235,15 @@ class ModelRuntime:
     @property
     def used_bytes(self) -> int:
         return sum(self._models[n].nbytes for n in self._resident)
+
+    @property
+    def host_bytes(self) -> int:
+        """Bytes of weights held in host memory (every loaded model, resident or not)."""
+        return sum(m.nbytes for m in self._models.values() if m.state != "disk")
+
+    def _init_worker(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # tensors a model call creates land on this runtime's GPU
 
     # -- use --------------------------------------------------------------------------------------------
 
@@ -260,6 +283,7 @@ class ModelRuntime:
             await self._make_resident(model)
             with self._lock:
                 model.uses += 1
+                model.last_used = next(self._clock)
             yield model.obj
         finally:
             _HELD.reset(token)
@@ -371,6 +395,7 @@ class ModelRuntime:
         if model.state == "disk":
             # Room first, by the spec's size: on a CPU device the load itself is what takes the memory.
             await self._make_room(model, model.spec.expected_bytes)
+            self._trim_host(keep=name, incoming=model.spec.expected_bytes)
             obj, weights, raw_bytes, seconds = await self._on_worker(
                 functools.partial(_load, model.spec, self._pin)
             )
@@ -397,6 +422,7 @@ class ModelRuntime:
                 model.swap_seconds += seconds
             self._resident[name] = None
             self._resident.move_to_end(name)
+        self._trim_host(keep=name)
 
     async def _make_room(self, model: _Model, nbytes: int) -> None:
         """Evict least recently used models until `nbytes` fit; refuse a model larger than the budget."""
@@ -429,6 +455,20 @@ class ModelRuntime:
             model.evictions += 1
             model.swap_seconds += seconds
             self._resident.pop(model.spec.name, None)
+
+    def _trim_host(self, keep: str, incoming: int = 0) -> None:
+        """Drop host copies of models not on the device, least recently used first, to fit the host budget."""
+        if self.host_budget_bytes is None:
+            return
+        while self.host_bytes + incoming > self.host_budget_bytes:
+            idle = [m for n, m in self._models.items() if m.state == "host" and n != keep]
+            if not idle:
+                return  # what is left is on the device or being loaded: nothing to drop
+            victim = min(idle, key=lambda m: m.last_used)
+            with self._lock:
+                victim.obj = victim.weights = None
+                victim.state = "disk"
+                victim.drops += 1
 
     async def _evict_all_but(self, name: str, *, empty_cache: bool) -> list[str]:
         victims = [n for n in self._resident if n != name]
@@ -482,6 +522,8 @@ class ModelRuntime:
                 "device": str(self.device),
                 "budget_bytes": self.budget_bytes,
                 "used_bytes": sum(self._models[n].nbytes for n in resident),
+                "host_budget_bytes": self.host_budget_bytes,
+                "host_bytes": sum(m.nbytes for m in self._models.values() if m.state != "disk"),
                 "resident": resident,
                 "busy": self._holder.name if self._holder is not None else None,
                 "queue_depth": sum(1 for w in self._waiters if not w.future.done()),

@@ -144,6 +144,21 @@ async def test_queued_jobs_share_one_load_per_model(disk):
     await rt.close()
 
 
+async def test_host_budget_drops_the_least_recently_used_host_copy(disk):
+    """Pinned host RAM is finite too: past the host budget the oldest idle copy goes back to disk."""
+    one = model_bytes(disk)
+    rt = ModelRuntime(specs(disk), device="cpu", budget_bytes=one, host_budget_bytes=2 * one)
+    for name in ["segment", "background", "analyze", "segment", "analyze"]:
+        await forward(rt, name)
+        assert rt.stats()["host_bytes"] <= 2 * one
+    m = rt.stats()["models"]
+    assert (m["segment"]["loads"], m["segment"]["drops"]) == (2, 1)  # dropped for analyze, read again
+    assert (m["background"]["state"], m["background"]["drops"]) == ("disk", 1)
+    assert (m["analyze"]["loads"], m["analyze"]["swaps_in"]) == (1, 1)  # its host copy was kept
+    assert [loader.calls for loader, _ in disk.values()] == [2, 1, 1]
+    await rt.close()
+
+
 class Gate:
     """Holds the device with one model while calls queue up behind it, in a known order."""
 
