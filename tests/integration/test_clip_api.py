@@ -1,0 +1,89 @@
+"""POST /v1/evaluations/clip-score over real HTTP, with a tiny CLIP loaded from a local directory through
+the model runtime; the runtime's state in /v1/system and /metrics; MODEL_UNAVAILABLE without weights."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gpu_runtime.clip import THRESHOLDS, interpret
+from service.settings import Settings
+from tests.conftest import PHOTOS
+from tests.integration.api_support import Faults, LiveServer, error_of
+
+pytestmark = pytest.mark.integration
+
+BANANA = (PHOTOS / "banana.png").read_bytes()
+URL = "/v1/evaluations/clip-score"
+
+
+def serve(settings: Settings) -> Iterator[httpx.Client]:
+    server = LiveServer(settings, Faults())
+    server.start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            yield http
+    finally:
+        server.stop()
+
+
+def base_settings(data_dir, **kw) -> Settings:
+    return Settings(
+        data_dir=data_dir, database_url=None, checkpoint_url=None, models_dir=None, gpu_device="cpu", **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def http(tiny_models, tmp_path_factory) -> Iterator[httpx.Client]:
+    yield from serve(base_settings(tmp_path_factory.mktemp("clip-api"), clip_path=tiny_models.clip))
+
+
+def test_clip_score_of_a_stored_image_and_of_an_upload(http):
+    photo = http.post("/v1/artifacts", files={"file": ("banana.png", BANANA, "image/png")}).json()
+    r = http.post(URL, data={"text": "a ripe banana on a plate", "artifact_id": photo["id"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 0.0 <= body["score"] <= 100.0
+    assert body["interpretation"] == interpret(body["score"]) and body["thresholds"] == THRESHOLDS
+    assert body["model"] == "openai/clip-vit-large-patch14" and body["image"] == photo["id"]
+
+    # the same bytes uploaded with the request score the same
+    r = http.post(
+        URL, data={"text": "a ripe banana on a plate"}, files={"file": ("b.png", BANANA, "image/png")}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["score"] == body["score"] and r.json()["image"] is None
+
+    # the model runtime shows CLIP loaded once, resident, used twice
+    gpu = http.get("/v1/system").json()["gpu"]
+    clip = gpu["runtime"]["models"]["clip"]
+    assert (clip["loads"], clip["uses"], clip["state"]) == (1, 2, "device")
+    assert gpu["runtime"]["resident"] == ["clip"] and gpu["runtime"]["used_bytes"] == clip["bytes"] > 0
+    assert gpu["backends"]["segment"]["backend"] == "u2netp"  # no BiRefNet weights: the embedded one
+    metrics = http.get("/metrics").text
+    assert re.search(r'^adgraph_model_loads\{model="clip"\} 1\.0$', metrics, re.M)
+    assert re.search(r'^adgraph_model_resident\{model="clip"\} 1\.0$', metrics, re.M)
+    assert re.search(r"^adgraph_gpu_budget_bytes \d", metrics, re.M)
+
+
+def test_clip_score_refuses_bad_requests(http):
+    error_of(http.post(URL, data={"text": "x"}), 422, "INVALID_INPUT")
+    both = http.post(
+        URL, data={"text": "x", "artifact_id": "0" * 64}, files={"file": ("b.png", BANANA, "image/png")}
+    )
+    assert "exactly one" in error_of(both, 422, "INVALID_INPUT")["message"]
+    error_of(http.post(URL, data={"text": "x", "artifact_id": "0" * 64}), 404, "ARTIFACT_NOT_FOUND")
+    not_image = http.post(URL, data={"text": "x"}, files={"file": ("a.png", b"not an image", "image/png")})
+    error_of(not_image, 422, "INVALID_IMAGE")
+    error_of(http.post(URL, data={"artifact_id": "0" * 64}), 422, "INVALID_INPUT")  # no text
+
+
+def test_clip_score_without_weights_is_model_unavailable_naming_the_setting(tmp_path):
+    for http in serve(base_settings(tmp_path, clip_path=None)):
+        r = http.post(URL, data={"text": "x"}, files={"file": ("b.png", BANANA, "image/png")})
+        error = error_of(r, 503, "MODEL_UNAVAILABLE")
+        assert "ADGRAPH_CLIP_PATH" in error["message"] and error["details"]["setting"] == "ADGRAPH_CLIP_PATH"
+        assert http.get("/v1/system").json()["gpu"]["runtime"] is None  # torch never loaded
