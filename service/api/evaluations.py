@@ -54,10 +54,6 @@ async def clip_score(
         raise AdgraphError(
             "INVALID_INPUT", "give exactly one of artifact_id or file", fields=["artifact_id", "file"]
         )
-    models = getattr(res.ctx, "models", None)
-    if models is None:
-        raise AdgraphError("MODEL_UNAVAILABLE", "no model runtime in this process", model="clip")
-    scorer = models.require_clip()
     if artifact_id is not None:
         ref = await asyncio.to_thread(res.artifacts.find, artifact_id)
         image = await res.artifacts.open_image(ref)
@@ -67,6 +63,11 @@ async def clip_score(
         max_pixels = res.settings.max_image_pixels
         await asyncio.to_thread(validate_image, data, max_pixels=max_pixels, name=file.filename or "file")
         image = Image.open(io.BytesIO(data))
+    # bad input is refused first, whether or not the model is here
+    models = getattr(res.ctx, "models", None)
+    if models is None:
+        raise AdgraphError("MODEL_UNAVAILABLE", "no model runtime in this process", model="clip")
+    scorer = models.require_clip()
     score = await scorer.score(image, text)
     return ClipScoreOut(
         score=score,

@@ -100,6 +100,8 @@ class TinyModels:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> TinyModels:
     """Built once per session (a few seconds, most of it importing diffusers)."""
+    for module in ("torch", "diffusers", "transformers"):
+        pytest.importorskip(module, reason="the GPU backends need the gpu extra: pip install -e '.[dev,gpu]'")
     from tests import tinymodels
 
     root = tmp_path_factory.mktemp("tiny-models")
