@@ -372,10 +372,16 @@ class ModelRuntime:
     # -- residency --------------------------------------------------------------------------------------
 
     async def _make_resident(self, model: _Model) -> None:
-        name = model.spec.name
+        """Bring the model onto the device. A cancelled caller still lets a started load or move finish
+        and be recorded: the bytes read are kept for the next use, and the next holder never sees the
+        device half-changed."""
         if model.state == "device":
-            self._resident.move_to_end(name)
+            self._resident.move_to_end(model.spec.name)
             return
+        await _finish_then_propagate(asyncio.ensure_future(self._place(model)))
+
+    async def _place(self, model: _Model) -> None:
+        name = model.spec.name
         try:
             await self._bring_in(model)
         except torch.OutOfMemoryError as first:
@@ -505,12 +511,7 @@ class ModelRuntime:
 
     async def _on_worker(self, call: Callable[[], T]) -> T:
         """Run `call` on the worker; if cancelled, wait for it to finish, then propagate."""
-        future = asyncio.get_running_loop().run_in_executor(self._executor, call)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            await asyncio.wait([future])
-            raise
+        return await _finish_then_propagate(asyncio.get_running_loop().run_in_executor(self._executor, call))
 
     # -- introspection and shutdown ---------------------------------------------------------------------
 
@@ -555,6 +556,25 @@ class ModelRuntime:
             self._resident.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+async def _finish_then_propagate(future: asyncio.Future[T]) -> T:
+    """Await `future`; if the caller is cancelled meanwhile, let it finish first, then raise the cancel.
+
+    Work on the device thread cannot be interrupted from outside, and the device must not be handed to the
+    next caller while it runs.
+    """
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                continue  # cancelled again: still wait, the cancellation is raised below
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what the caller sees
+        raise
 
 
 def _inference(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:

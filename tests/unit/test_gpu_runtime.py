@@ -284,6 +284,29 @@ async def test_cancelling_a_running_call_hands_the_device_on_only_after_it_finis
     await rt.close()
 
 
+async def test_a_load_cut_short_by_cancellation_is_finished_and_kept(disk):
+    loader, nbytes = disk["background"]
+    started = threading.Event()
+
+    def slow_load() -> MLP:
+        started.set()
+        threading.Event().wait(0.2)
+        return loader()
+
+    rt = ModelRuntime([ModelSpec("background", slow_load, nbytes)], device="cpu", budget_bytes=2 * nbytes)
+    first = asyncio.create_task(forward(rt, "background"))
+    assert await asyncio.to_thread(started.wait, 10)
+    second = asyncio.create_task(forward(rt, "background"))
+    await asyncio.sleep(0)
+    first.cancel()
+    out = await second
+    assert first.cancelled()
+    torch.testing.assert_close(out, reference(loader), rtol=0, atol=0)
+    m = rt.stats()["models"]["background"]
+    assert loader.calls == 1 and (m["loads"], m["state"], m["uses"]) == (1, "device", 1)
+    await rt.close()
+
+
 async def test_model_larger_than_the_budget_fails_without_touching_the_others(disk, tmp_path):
     one = model_bytes(disk)
     big_loader, big_bytes = write_mlp(tmp_path, "big", width=2 * WIDTH, depth=DEPTH)
