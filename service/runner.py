@@ -340,7 +340,7 @@ async def run_worker(settings: Any) -> None:
     import signal
 
     from checkpoints.saver import open_checkpointer
-    from service.context import ad_context
+    from service.context import ad_context, publish_stats
     from service.db import make_engine, migrate
     from service.workflows import WORKFLOWS
 
@@ -365,7 +365,11 @@ async def run_worker(settings: Any) -> None:
                 loop.add_signal_handler(sig, stop.set)
             await runner.start()
             log.info("worker %s running up to %d jobs", runner.owner, runner.concurrency)
+            publisher = asyncio.create_task(publish_stats(ctx.models, settings))  # for /v1/system
             await stop.wait()
             await runner.stop()
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
     finally:
         await engine.dispose()

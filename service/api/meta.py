@@ -31,10 +31,10 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.timings_seen = 0
-        labels = ["model"]
+        labels = ["process", "model"]
         r = self.registry
-        self.gpu_budget = Gauge("adgraph_gpu_budget_bytes", "Model runtime memory budget", registry=r)
-        self.gpu_used = Gauge("adgraph_gpu_used_bytes", "Bytes of resident models", registry=r)
+        self.gpu_budget = Gauge("adgraph_gpu_budget_bytes", "Model runtime budget", ["process"], registry=r)
+        self.gpu_used = Gauge("adgraph_gpu_used_bytes", "Bytes of resident models", ["process"], registry=r)
         self.model_resident = Gauge(
             "adgraph_model_resident", "1 if the model is on the device", labels, registry=r
         )
@@ -48,18 +48,18 @@ class Metrics:
             "adgraph_model_wait_seconds", "Time waited for the device", labels, registry=r
         )
 
-    def observe_runtime(self, stats: dict) -> None:
-        """Copy the model runtime's counters (it keeps the totals; these gauges mirror them)."""
-        self.gpu_budget.set(stats["budget_bytes"])
-        self.gpu_used.set(stats["used_bytes"])
+    def observe_runtime(self, process: str, stats: dict) -> None:
+        """Copy a model runtime's counters (it keeps the totals; these gauges mirror them)."""
+        self.gpu_budget.labels(process).set(stats["budget_bytes"])
+        self.gpu_used.labels(process).set(stats["used_bytes"])
         resident = set(stats["resident"])
         for name, m in stats["models"].items():
-            self.model_resident.labels(name).set(1 if name in resident else 0)
-            self.model_loads.labels(name).set(m["loads"])
-            self.model_swaps.labels(name).set(m["swaps_in"])
-            self.model_evictions.labels(name).set(m["evictions"])
-            self.model_bytes_moved.labels(name).set(m["bytes_moved"])
-            self.model_wait.labels(name).set(m["wait_seconds"])
+            self.model_resident.labels(process, name).set(1 if name in resident else 0)
+            self.model_loads.labels(process, name).set(m["loads"])
+            self.model_swaps.labels(process, name).set(m["swaps_in"])
+            self.model_evictions.labels(process, name).set(m["evictions"])
+            self.model_bytes_moved.labels(process, name).set(m["bytes_moved"])
+            self.model_wait.labels(process, name).set(m["wait_seconds"])
 
 
 @router.get("/v1/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
@@ -103,12 +103,22 @@ async def system(res: Res) -> dict:
             "available_bytes": mem.available,
             "process_rss_bytes": psutil.Process().memory_info().rss,
         },
-        "gpu": res.ctx.models.summary() if getattr(res.ctx, "models", None) is not None else None,
+        "gpu": _gpu(res),
         "queue_depth": counts.get("queued", 0),
         "jobs": {s: counts.get(s, 0) for s in JOB_STATUSES},
         "max_concurrent_jobs": res.settings.max_concurrent_jobs,
         "database": res.store.engine.dialect.name,
     }
+
+
+def _gpu(res: Res) -> dict | None:
+    """This process's backends and model runtime, and those of the worker processes running the jobs."""
+    from service.context import read_stats
+
+    models = getattr(res.ctx, "models", None)
+    if models is None:
+        return None
+    return {**models.summary(), "workers": read_stats(res.settings)}
 
 
 @router.get("/healthz", tags=["health"])
@@ -133,9 +143,13 @@ async def metrics(res: Res) -> Response:
     for status in JOB_STATUSES:
         m.jobs.labels(status).set(counts.get(status, 0))
     m.queue_depth.set(counts.get("queued", 0))
-    models = getattr(res.ctx, "models", None)
-    if models is not None and models.runtime is not None:
-        m.observe_runtime(models.runtime.stats())
+    gpu = _gpu(res)
+    if gpu is not None:
+        if gpu["runtime"] is not None:
+            m.observe_runtime("api", gpu["runtime"])
+        for worker in gpu["workers"]:
+            if worker["runtime"] is not None:
+                m.observe_runtime(worker["process"], worker["runtime"])
     # node timings come from the database, so jobs run by worker processes are counted too
     for row_id, wf, node, seconds in await res.store.timings_since(m.timings_seen):
         m.node_seconds.labels(wf, node).observe(seconds)

@@ -3,6 +3,8 @@ the model runtime; the runtime's state in /v1/system and /metrics; MODEL_UNAVAIL
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from gpu_runtime.clip import THRESHOLDS, interpret
+from service.context import make_models, publish_stats
 from service.settings import Settings
 from tests.conftest import PHOTOS
 from tests.integration.api_support import Faults, LiveServer, error_of
@@ -25,6 +28,7 @@ def serve(settings: Settings) -> Iterator[httpx.Client]:
     server.start()
     try:
         with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            http.settings = settings  # type: ignore[attr-defined]
             yield http
     finally:
         server.stop()
@@ -64,9 +68,36 @@ def test_clip_score_of_a_stored_image_and_of_an_upload(http):
     assert gpu["runtime"]["resident"] == ["clip"] and gpu["runtime"]["used_bytes"] == clip["bytes"] > 0
     assert gpu["backends"]["segment"]["backend"] == "u2netp"  # no BiRefNet weights: the embedded one
     metrics = http.get("/metrics").text
-    assert re.search(r'^adgraph_model_loads\{model="clip"\} 1\.0$', metrics, re.M)
-    assert re.search(r'^adgraph_model_resident\{model="clip"\} 1\.0$', metrics, re.M)
-    assert re.search(r"^adgraph_gpu_budget_bytes \d", metrics, re.M)
+    assert re.search(r'^adgraph_model_loads\{model="clip",process="api"\} 1\.0$', metrics, re.M)
+    assert re.search(r'^adgraph_model_resident\{model="clip",process="api"\} 1\.0$', metrics, re.M)
+    assert re.search(r'^adgraph_gpu_budget_bytes\{process="api"\} \d', metrics, re.M)
+
+
+async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http, tiny_models):
+    """With `serve --workers N` the models live in the workers; the API shows what they publish."""
+    worker_settings = tiny_models.settings(http.settings.data_dir)
+    models = make_models(worker_settings)
+    try:
+        publisher = asyncio.create_task(publish_stats(models, worker_settings, every_s=0.05))
+        await asyncio.sleep(0.2)
+        system = (await asyncio.to_thread(http.get, "/v1/system")).json()["gpu"]
+        assert len(system["workers"]) == 1
+        worker = system["workers"][0]
+        assert worker["backends"]["background"] == {
+            "backend": "flux",
+            "reason": "ADGRAPH_BACKGROUND_BACKEND=flux",
+        }
+        assert set(worker["runtime"]["models"]) == {"birefnet", "flux", "qwen2vl", "clip"}
+        metrics = (await asyncio.to_thread(http.get, "/metrics")).text
+        line = f'adgraph_model_loads{{model="flux",process="{worker["process"]}"}} 0.0'
+        assert line in metrics.splitlines()
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+        # a stopped worker's summary is gone
+        assert (await asyncio.to_thread(http.get, "/v1/system")).json()["gpu"]["workers"] == []
+    finally:
+        await models.close()
 
 
 def test_clip_score_refuses_bad_requests(http):
