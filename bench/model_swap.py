@@ -218,7 +218,7 @@ async def swap_in_rate(loaders: dict[str, DiskMLP], sizes: dict[str, int], devic
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--quick", action="store_true", help="one repeat, no all-at-once FIFO row: under a minute"
+        "--quick", action="store_true", help="one repeat, baseline and runtime only: under a minute"
     )
     ap.add_argument("--jobs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
@@ -250,12 +250,13 @@ async def main() -> None:
             for r in [await baseline(loaders, device, args.jobs)]:
                 runs.setdefault(r.label, []).append(r)
             copy = device.type == "cpu"  # swaps cost a copy on a GPU; make them cost one on the CPU too
-            variants: list[tuple[str, dict[str, Any]]] = [
-                *([] if args.quick else [("runtime FIFO", {"max_bypass": 0})]),
-                ("runtime", {}),
-                ("arriving, FIFO", {"max_bypass": 0, "arrive_every": step, "copy_on_cpu": copy}),
-                ("arriving, runtime", {"arrive_every": step, "copy_on_cpu": copy}),
-            ]
+            variants: list[tuple[str, dict[str, Any]]] = [("runtime", {})]
+            if not args.quick:
+                variants += [
+                    ("runtime FIFO", {"max_bypass": 0}),
+                    ("arriving, FIFO", {"max_bypass": 0, "arrive_every": step, "copy_on_cpu": copy}),
+                    ("arriving, runtime", {"arrive_every": step, "copy_on_cpu": copy}),
+                ]
             for label, kw in variants:
                 r, rt = await with_runtime(label, loaders, sizes, device, args.jobs, **kw)
                 await rt.close()
@@ -270,12 +271,12 @@ async def main() -> None:
         for label in runs:
             print(median(label).row())
         base, rt_res = median("baseline (load-run-free)"), median("runtime")
-        print(f"\nruntime call order: {' '.join(n[:3] for n in rt_res.order)}")
-        if "runtime FIFO" in runs:
-            print(f"FIFO call order:    {' '.join(n[:3] for n in median('runtime FIFO').order)}")
-        print(f"arriving, FIFO:     {' '.join(n[:3] for n in median('arriving, FIFO').order)}")
-        print(f"arriving, runtime:  {' '.join(n[:3] for n in median('arriving, runtime').order)}")
-        print(f"(arriving: one job every {step * 1000:.0f} ms, half a cold load of analyze)")
+        print(f"\n{'runtime:':<20}{' '.join(n[:3] for n in rt_res.order)}")
+        for label in ["runtime FIFO", "arriving, FIFO", "arriving, runtime"]:
+            if label in runs:
+                print(f"{label + ':':<20}{' '.join(n[:3] for n in median(label).order)}")
+        if "arriving, runtime" in runs:
+            print(f"(arriving: one job every {step * 1000:.0f} ms, half a cold load of analyze)")
 
         load_mb_s = base.loaded_bytes / MB / max(base.swap_seconds, 1e-9)
         print(f"\nbaseline reads {base.loaded_bytes / MB:.0f} MB at {load_mb_s:.0f} MB/s including frees")
@@ -295,8 +296,12 @@ async def main() -> None:
             )
         if device.type == "cpu":
             print(
-                "CPU device: host memory is the device, so a runtime swap is bookkeeping and costs ~0 s; "
-                "the arriving rows use copy_on_cpu: each swap-in copies the weights, as a GPU would"
+                "CPU device: host memory is the device, so a runtime swap is bookkeeping and costs ~0 s"
+                + (
+                    "; the arriving rows use copy_on_cpu: each swap-in copies the weights, as a GPU would"
+                    if not args.quick
+                    else ""
+                )
             )
         else:
             print("\nhost->GPU throughput, largest model's bytes:")
