@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_runtime.models import MODELS, weights_bytes
+from gpu_runtime.models import MODELS, weight_files
 
 if TYPE_CHECKING:
     import torch
@@ -102,25 +102,29 @@ def model_spec(name: str, path: Path, dtype: torch.dtype) -> ModelSpec:
     """The runtime's spec for model `name` at `path`; its size is what the weights take at `dtype`."""
     from gpu_runtime.runtime import ModelSpec
 
-    on_disk = weights_bytes(path)
-    # Released weights are bf16; loading them as float32 doubles what the runtime must hold.
-    scale = 2 if dtype.itemsize == 4 and _mostly_half(path) else 1
     return ModelSpec(
         name=name,
         load=partial(LOADERS[name], path, dtype),
-        expected_bytes=on_disk * scale,
+        expected_bytes=bytes_at(path, dtype.itemsize),
         dtype=dtype,
         description=f"{MODELS[name].repo_id} from {path}",
     )
 
 
-def _mostly_half(path: Path) -> bool:
-    """Whether the safetensors files under `path` store 16-bit floats (read from their headers only)."""
+_FLOAT_WIDTH = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+
+
+def bytes_at(path: Path, itemsize: int) -> int:
+    """What the weights under `path` take once loaded with floats of `itemsize` bytes (safetensors headers
+    are read for their dtypes and sizes; other files count as they are on disk)."""
     import json
     import struct
 
-    half = full = 0
-    for f in path.rglob("*.safetensors"):
+    total = 0
+    for f in weight_files(path):
+        if f.suffix != ".safetensors":
+            total += f.stat().st_size
+            continue
         with open(f, "rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(n))
@@ -128,11 +132,9 @@ def _mostly_half(path: Path) -> bool:
             if key == "__metadata__":
                 continue
             size = t["data_offsets"][1] - t["data_offsets"][0]
-            if t["dtype"] in ("BF16", "F16"):
-                half += size
-            elif t["dtype"] == "F32":
-                full += size
-    return half > full
+            width = _FLOAT_WIDTH.get(t["dtype"])
+            total += size // width * itemsize if width else size
+    return total
 
 
 def device_of(model: Any) -> torch.device:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,14 +142,33 @@ def _snapshot(cache: Path, marker: str) -> Path | None:
     return max(complete, key=lambda s: s.stat().st_mtime) if complete else None
 
 
+def weight_files(path: Path) -> list[Path]:
+    """The weight files a loader would read under `path` (hub-cache symlinks followed).
+
+    A diffusers pipeline reads only the component folders its model_index.json names (FLUX.1-dev's repo also
+    carries a 24 GB single-file checkpoint at its root), and where a folder has safetensors the .bin/.pt
+    copies beside them are not read.
+    """
+    roots = [path]
+    index = path / "model_index.json"
+    if index.is_file():
+        try:
+            names = [k for k in json.loads(index.read_text()) if not k.startswith("_")]
+        except ValueError:
+            names = []
+        roots = [path / n for n in names if (path / n).is_dir()]
+    files: list[Path] = []
+    for root in roots:
+        for folder, _, names in os.walk(root, followlinks=True):
+            weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
+            if any(n.endswith(".safetensors") for n in weights):
+                weights = [n for n in weights if n.endswith(".safetensors")]
+            files += [Path(folder) / n for n in weights]
+    return files
+
+
 def weights_bytes(path: Path) -> int:
-    """Bytes of weight files under `path` (hub-cache symlinks followed)."""
-    total = 0
-    for root, _, files in os.walk(path, followlinks=True):
-        for f in files:
-            if f.endswith(WEIGHT_SUFFIXES):
-                total += os.path.getsize(os.path.join(root, f))
-    return total
+    return sum(f.stat().st_size for f in weight_files(path))
 
 
 def torch_installed() -> bool:

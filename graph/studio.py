@@ -15,11 +15,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
 from graph.context import set_default_context
-from service.context import make_ad_context, make_renderer
+from service.context import make_ad_context, make_models, make_renderer
 from service.settings import Settings
 
 _settings = Settings()
-set_default_context(make_ad_context(_settings, make_renderer(_settings)))  # Chromium starts on first render
+# Chromium starts on first render; the GPU models (if configured) load on first use
+set_default_context(make_ad_context(_settings, make_renderer(_settings), make_models(_settings)))
 
 ad = build_ad_graph()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +18,12 @@ from service.settings import Settings
 FLUX = MODELS["flux"]
 
 
+INDEX = json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"]})
+
+
 def fake_flux(root: Path) -> Path:
     root.mkdir(parents=True)
-    (root / "model_index.json").write_text("{}")
+    (root / "model_index.json").write_text(INDEX)
     (root / "transformer").mkdir()
     (root / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 1000)
     return root
@@ -34,7 +39,7 @@ def hub_cache(models_dir: Path, repo_id: str, revs: list[str], main: str | None)
     for rev in revs:
         snap = cache / "snapshots" / rev
         (snap / "transformer").mkdir(parents=True)
-        (snap / "model_index.json").write_text("{}")
+        (snap / "model_index.json").write_text(INDEX)
         (snap / "transformer" / "w.safetensors").symlink_to(blob)
         out[rev] = snap
     if main:
@@ -120,3 +125,45 @@ def test_the_embedded_defaults_never_import_torch(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def safetensors_file(path: Path, dtype: str, nbytes: int) -> None:
+    """A valid safetensors file holding one tensor of `nbytes` bytes."""
+    width = {"BF16": 2, "F32": 4}[dtype]
+    header = json.dumps(
+        {"w": {"dtype": dtype, "shape": [nbytes // width], "data_offsets": [0, nbytes]}}
+    ).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * nbytes)
+
+
+def test_only_the_weights_a_loader_reads_are_counted(tmp_path):
+    flux = fake_flux(tmp_path / "flux")
+    (flux / "flux1-dev.safetensors").write_bytes(
+        b"\0" * 5000
+    )  # the single-file checkpoint beside the folders
+    (flux / "vae").mkdir()
+    (flux / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 300)  # not in the index
+    assert locate(FLUX, flux, None).weights_bytes() == 1000
+    qwen = tmp_path / "qwen"
+    safetensors_file(qwen / "model.safetensors", "BF16", 4096)
+    (qwen / "pytorch_model.bin").write_bytes(b"\0" * 9999)  # the same weights again, never read
+    (qwen / "config.json").write_text("{}")
+    assert (
+        locate(MODELS["qwen2vl"], qwen, None).weights_bytes()
+        == qwen.joinpath("model.safetensors").stat().st_size
+    )
+
+
+def test_the_runtime_is_told_what_the_weights_take_at_the_load_dtype(tmp_path):
+    torch = pytest.importorskip("torch")
+    from gpu_runtime.loaders import model_spec
+
+    half = tmp_path / "half"
+    safetensors_file(half / "model.safetensors", "BF16", 4096)
+    assert model_spec("qwen2vl", half, torch.bfloat16).expected_bytes == 4096
+    assert model_spec("qwen2vl", half, torch.float32).expected_bytes == 8192  # bf16 weights widened
+    full = tmp_path / "full"
+    safetensors_file(full / "model.safetensors", "F32", 4096)
+    spec = model_spec("qwen2vl", full, torch.bfloat16)
+    assert spec.expected_bytes == 2048 and spec.dtype == torch.bfloat16
