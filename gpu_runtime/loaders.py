@@ -10,7 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_runtime.models import MODELS, weight_files
+from gpu_runtime.models import MODELS, env_name, weight_files
+from graph.errors import AdgraphError
 
 if TYPE_CHECKING:
     import torch
@@ -40,9 +41,13 @@ def load_birefnet(path: Path, dtype: torch.dtype) -> Any:
     _offline()
     from transformers import AutoModelForImageSegmentation
 
-    model = AutoModelForImageSegmentation.from_pretrained(
-        str(path), trust_remote_code=True, local_files_only=True, dtype=dtype
+    auto_map = _config(path).get("auto_map") or {}
+    if "AutoModelForImageSegmentation" not in auto_map:
+        raise ValueError("its config.json has no auto_map entry for AutoModelForImageSegmentation")
+    model, info = AutoModelForImageSegmentation.from_pretrained(
+        str(path), trust_remote_code=True, local_files_only=True, dtype=dtype, output_loading_info=True
     )
+    _complete(info)
     return model.eval()
 
 
@@ -69,7 +74,11 @@ def load_qwen2vl(path: Path, dtype: torch.dtype) -> VisionLanguage:
     _offline()
     from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    model = Qwen2VLForConditionalGeneration.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    _model_type(path, "qwen2_vl")
+    model, info = Qwen2VLForConditionalGeneration.from_pretrained(
+        str(path), dtype=dtype, local_files_only=True, output_loading_info=True
+    )
+    _complete(info)
     return VisionLanguage(
         model=model.eval(),
         tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
@@ -88,14 +97,57 @@ def load_clip(path: Path, dtype: torch.dtype) -> Clip:
     _offline()
     from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 
+    _model_type(path, "clip")
+    model, info = CLIPModel.from_pretrained(
+        str(path), dtype=dtype, local_files_only=True, output_loading_info=True
+    )
+    _complete(info)
     return Clip(
-        model=CLIPModel.from_pretrained(str(path), dtype=dtype, local_files_only=True).eval(),
+        model=model.eval(),
         tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
         image_processor=CLIPImageProcessorPil.from_pretrained(str(path), local_files_only=True),
     )
 
 
+def _config(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((path / "config.json").read_text())
+
+
+def _model_type(path: Path, expected: str) -> None:
+    found = _config(path).get("model_type")
+    if found != expected:
+        raise ValueError(f"its config.json is for model_type {found!r}, not {expected!r}")
+
+
+def _complete(info: dict[str, Any]) -> None:
+    """transformers fills weights missing from the checkpoint with random ones; that is a broken copy."""
+    if info.get("missing_keys"):
+        missing = sorted(info["missing_keys"])
+        raise ValueError(f"{len(missing)} weights are missing from the checkpoint, e.g. {missing[:3]}")
+
+
 LOADERS = {"birefnet": load_birefnet, "flux": load_flux, "qwen2vl": load_qwen2vl, "clip": load_clip}
+
+
+def load(name: str, path: Path, dtype: torch.dtype) -> Any:
+    """Load model `name` from `path`; a directory that is not a loadable copy of it is MODEL_UNAVAILABLE
+    naming the setting (a missing component, a config from another model, remote code that fails)."""
+    try:
+        return LOADERS[name](path, dtype)
+    except AdgraphError:
+        raise
+    except Exception as e:
+        info = MODELS[name]
+        raise AdgraphError(
+            "MODEL_UNAVAILABLE",
+            f"{name} could not be loaded from {path}: {type(e).__name__}: {str(e)[:300]}. Check that "
+            f"{env_name(info.setting)} (or ADGRAPH_MODELS_DIR) holds a complete copy of {info.repo_id}",
+            model=name,
+            setting=env_name(info.setting),
+            path=str(path),
+        ) from e
 
 
 def model_spec(name: str, path: Path, dtype: torch.dtype) -> ModelSpec:
@@ -104,7 +156,7 @@ def model_spec(name: str, path: Path, dtype: torch.dtype) -> ModelSpec:
 
     return ModelSpec(
         name=name,
-        load=partial(LOADERS[name], path, dtype),
+        load=partial(load, name, path, dtype),
         expected_bytes=bytes_at(path, dtype.itemsize),
         dtype=dtype,
         description=f"{MODELS[name].repo_id} from {path}",

@@ -166,3 +166,23 @@ def test_models_list_reads_a_hub_cache_root(cli_env, tiny_models, tmp_path):
     assert "flux (black-forest-labs/FLUX.1-dev): found" in text
     assert "background: configured auto; auto picks studio (flux weights found but no CUDA device)" in text
     assert "birefnet (ZhengPeng7/BiRefNet): missing" in text
+
+
+def test_a_directory_that_is_not_the_model_is_model_unavailable_naming_the_setting(tiny_models, tmp_path):
+    import shutil
+
+    import torch
+
+    from gpu_runtime.loaders import load
+    from graph.errors import AdgraphError
+
+    broken = tmp_path / "flux"
+    shutil.copytree(tiny_models.flux, broken)
+    shutil.rmtree(broken / "transformer")  # an interrupted copy
+    with pytest.raises(AdgraphError) as e:
+        load("flux", broken, torch.float32)
+    assert e.value.code == "MODEL_UNAVAILABLE" and e.value.details["setting"] == "ADGRAPH_FLUX_PATH"
+    assert str(broken) in e.value.message and "black-forest-labs/FLUX.1-dev" in e.value.message
+    with pytest.raises(AdgraphError) as e:
+        load("qwen2vl", tiny_models.clip, torch.float32)  # another model's directory
+    assert e.value.code == "MODEL_UNAVAILABLE" and "ADGRAPH_QWEN2VL_PATH" in e.value.message
