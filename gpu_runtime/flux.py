@@ -8,16 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import re
 from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
 from graph.errors import StepCancelled
+from nodes.backends.studio import KO_WORDS
 
 DEFAULT_PROMPT = "a clean, softly lit studio backdrop"
 STYLE = "empty product photography background, nothing in front, no text"
 MULTIPLE = 16  # FLUX packs 2x2 latents of an 8x VAE: sides must be multiples of 16
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_KO = re.compile("|".join(re.escape(k) for k in sorted(KO_WORDS, key=len, reverse=True)))
+_KO_PLACE = {"wall": "wall", "floor": "tabletop"}
+
+
+def flux_prompt(prompt: str) -> str:
+    """The prompt FLUX's English text encoders understand. A Korean prompt is carried over through the
+    studio backdrop's vocabulary (colours, tones, materials, light, wall / floor); other words are lost."""
+    prompt = prompt.strip()
+    if _HANGUL.search(prompt):
+        words = []
+        for m in _KO.finditer(prompt):
+            kind, meaning = KO_WORDS[m.group()]
+            word = _KO_PLACE.get(kind, meaning) if kind != "ignore" else ""
+            if word and word not in words:
+                words.append(word)
+        prompt = " ".join(words)
+    return f"{prompt or DEFAULT_PROMPT}, {STYLE}"
 
 
 class FluxBackdrop:
@@ -66,7 +86,7 @@ class FluxBackdrop:
                 raise StepCancelled(f"cancelled after diffusion step {done}/{total}")
 
         call = {
-            "prompt": f"{prompt.strip() or DEFAULT_PROMPT}, {STYLE}",
+            "prompt": flux_prompt(prompt),
             "width": width,
             "height": height,
             "num_inference_steps": self.steps,
