@@ -245,6 +245,7 @@ def submit(
     cta: Annotated[str, typer.Option()] = "",
     size: Annotated[str, typer.Option()] = "1080x1080",
     seed: Annotated[int, typer.Option()] = 0,
+    restyle: Annotated[float | None, typer.Option(help="FLUX img2img strength (see `adgraph ad`).")] = None,
     url: Annotated[str, typer.Option(help="The adgraph server.")] = "http://127.0.0.1:8000",
     wait: Annotated[bool, typer.Option(help="Follow the job's events until it ends.")] = True,
     out: Annotated[Path | None, typer.Option(help="Download the results here.")] = None,
@@ -267,6 +268,7 @@ def submit(
                 "background_prompt": prompt,
                 "size": size,
                 "seed": seed,
+                **({"restyle": restyle} if restyle is not None else {}),
             },
         }
         created = http.post("/v1/jobs", json=body)
