@@ -376,7 +376,8 @@ class ModelRuntime:
         and be recorded: the bytes read are kept for the next use, and the next holder never sees the
         device half-changed."""
         if model.state == "device":
-            self._resident.move_to_end(model.spec.name)
+            with self._lock:
+                self._resident.move_to_end(model.spec.name)
             return
         await _finish_then_propagate(asyncio.ensure_future(self._place(model)))
 

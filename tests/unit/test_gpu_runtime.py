@@ -570,3 +570,19 @@ async def test_prometheus_collector_reports_the_runtime_at_scrape_time(disk):
     assert f'adgraph_gpu_model_disk_read_bytes_total{{device="cpu",model="segment"}} {float(one)}' in text
     assert 'adgraph_gpu_queue_depth{device="cpu"} 0.0' in text
     await rt.close()
+
+
+def test_bad_configuration_is_refused_with_the_value_named(disk):
+    import psutil
+
+    rt = ModelRuntime(device="cpu", reserve_bytes=2**30)
+    assert rt.budget_bytes == psutil.virtual_memory().total - 2**30  # default: the memory minus a reserve
+    with pytest.raises(AdgraphError) as err:
+        ModelRuntime(device="cpu", budget_bytes=0)
+    assert err.value.code == "INVALID_INPUT" and "0 bytes" in err.value.message
+    with pytest.raises(ValueError, match="max_bypass"):
+        ModelRuntime(device="cpu", budget_bytes=1, max_bypass=-1)
+    with pytest.raises(ValueError, match="already registered"):
+        ModelRuntime([*specs(disk), *specs(disk)], device="cpu", budget_bytes=1)
+    with pytest.raises(ValueError, match="expected_bytes"):
+        ModelSpec("x", lambda: None, -1)
