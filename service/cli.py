@@ -49,6 +49,11 @@ def _progress(kind: str, data: dict[str, Any]) -> None:
         )
     elif kind == "checkpoint":
         print(f"adgraph: checkpoint {data['id']} after {data['node']}", file=sys.stderr, flush=True)
+    elif kind == "progress" and data.get("message"):
+        print(f"adgraph: {data['node']}: {data['message']}", file=sys.stderr, flush=True)
+    elif kind == "fallback":
+        what = f"{data.get('agent')} fell back for {data.get('part')}: {data.get('reason')}"
+        print(f"adgraph: {data['node']}: {what}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -127,6 +127,40 @@ def run_cli(args: list[str], env: dict[str, str], timeout: int = 120) -> subproc
     return subprocess.run([ADGRAPH, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def test_cli_makes_an_ad_with_the_gpu_backends(cli_env, tiny_models, tmp_path, coffee):
+    photo = tmp_path / "coffee.png"
+    photo.write_bytes(png_bytes(coffee))
+    env = {**cli_env, **{f"ADGRAPH_{k.upper()}": str(v) for k, v in TINY_ENV.items()}}
+    env.update(
+        ADGRAPH_BIREFNET_PATH=str(tiny_models.birefnet),
+        ADGRAPH_FLUX_PATH=str(tiny_models.flux),
+        ADGRAPH_QWEN2VL_PATH=str(tiny_models.qwen2vl),
+    )
+    out_dir = tmp_path / "out"
+    args = ["ad", "--product", str(photo), "--headline", "갓 볶은 원두", "--prompt", "따뜻한 베이지 린넨"]
+    out = run_cli([*args, "--size", "1080x1920", "--out", str(out_dir)], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads((out_dir / "result.json").read_text())
+    assert doc["status"] == "succeeded"
+    assert doc["backends"] == {"segment": "birefnet", "background": "flux", "analyze": "qwen2vl"}
+    with Image.open(out_dir / "ad.png") as ad:
+        assert ad.size == (1080, 1920)
+    assert "adgraph: background: diffusion step 2/2" in out.stderr
+    assert "adgraph: analyze: qwen2vl fell back for regions" in out.stderr
+
+
+TINY_ENV = {
+    "segment_backend": "birefnet",
+    "background_backend": "flux",
+    "analyze_backend": "qwen2vl",
+    "gpu_device": "cpu",
+    "flux_steps": 2,
+    "flux_resolution": 64,
+    "birefnet_resolution": 64,
+    "qwen2vl_max_new_tokens": 8,
+}
+
+
 def test_cli_refuses_a_forced_backend_whose_weights_are_missing(cli_env, tmp_path, coffee):
     photo = tmp_path / "coffee.png"
     photo.write_bytes(png_bytes(coffee))
