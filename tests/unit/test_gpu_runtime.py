@@ -586,3 +586,46 @@ def test_bad_configuration_is_refused_with_the_value_named(disk):
         ModelRuntime([*specs(disk), *specs(disk)], device="cpu", budget_bytes=1)
     with pytest.raises(ValueError, match="expected_bytes"):
         ModelSpec("x", lambda: None, -1)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+async def test_cuda_swaps_weights_from_pinned_host_copies(disk):
+    one = model_bytes(disk)
+    rt = ModelRuntime(specs(disk), device="cuda", budget_bytes=one)
+    expected = reference(disk["segment"][0])
+    async with rt.use("segment") as seg:
+        assert seg.layers[0].weight.is_cuda and seg.scale.is_cuda
+        out = await rt.run(lambda: seg(X.cuda()).cpu())
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    async with rt.use("background"):
+        pass
+    # evicted: the parameters are the pinned host copies again, nothing was copied back
+    assert not seg.layers[0].weight.is_cuda and seg.layers[0].weight.is_pinned()
+    reserved = torch.cuda.memory_reserved()
+    async with rt.use("segment") as again:
+        assert again is seg and seg.layers[0].weight.is_cuda
+        out = await rt.run(lambda: seg(X.cuda()).cpu())
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert torch.cuda.memory_reserved() >= reserved  # no empty_cache() on a plain swap
+    m = rt.stats()["models"]["segment"]
+    assert (m["loads"], m["swaps_in"], m["bytes_moved"]) == (1, 1, 2 * one)
+    assert disk["segment"][0].calls == 1
+    await rt.close()
+
+
+@needs_cuda
+async def test_cuda_out_of_memory_evicts_then_fails_with_gpu_out_of_memory(disk):
+    rt = ModelRuntime(specs(disk), device="cuda", budget_bytes=10 * model_bytes(disk))
+    async with rt.use("segment"):
+        pass
+    too_much = 2 * torch.cuda.get_device_properties(0).total_memory
+
+    with pytest.raises(AdgraphError) as err:
+        async with rt.use("analyze"):
+            await rt.run(lambda: torch.empty(too_much, dtype=torch.uint8, device="cuda"))
+    assert err.value.code == "GPU_OUT_OF_MEMORY" and err.value.details["evicted"] == ["segment"]
+    assert rt.stats()["oom_retries"] == 1 and rt.stats()["resident"] == ["analyze"]
+    await rt.close()
