@@ -9,11 +9,15 @@ first. An evicted model keeps its weights in host RAM (pinned on CUDA), so bring
 host->device copy, not a load from disk, and eviction itself copies nothing. `empty_cache()` is called only
 when memory must be returned (after an out-of-memory error, on close). On a CPU device the device *is* host
 memory: residency is bookkeeping under the budget and a swap costs nothing (what CPU tests exercise).
+Host copies can be bounded too (`host_budget_bytes`): past it the least recently used idle copy is dropped
+and read from disk again when next needed.
 
 Scheduling: when the device is released and several `use` calls wait, the oldest one whose model is already
 resident goes first, so N queued jobs cost one swap per model rather than N. A waiter passed over by
 `max_bypass` younger calls goes next regardless (aging bound; `max_bypass=0` is plain FIFO). A waiter whose
-task is cancelled leaves the queue.
+task is cancelled leaves the queue; a caller cancelled during a load or a call lets that work finish on
+the device thread (it cannot be interrupted from outside) before the device is handed on, and a finished
+load is kept. Long calls stop early through their own step callback.
 
 Out of memory: a model larger than the whole budget is refused before it is read from disk. A
 `torch.OutOfMemoryError` while loading, moving or inside `run` evicts every other model, returns the cached
