@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,11 @@ class Located:
 
     def weights_bytes(self) -> int:
         return weights_bytes(self.path) if self.path is not None else 0
+
+    def missing_packages(self) -> list[str]:
+        """Packages the model's own code (remote code, e.g. BiRefNet's birefnet.py) imports that are not
+        installed; transformers would refuse to load it."""
+        return missing_packages(self.path) if self.path is not None else []
 
     def require(self) -> Path:
         """The directory, or MODEL_UNAVAILABLE naming the setting to fix."""
@@ -171,6 +177,18 @@ def weights_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in weight_files(path))
 
 
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", re.M)
+
+
+def missing_packages(path: Path) -> list[str]:
+    """Top-level modules imported by the .py files at the root of `path` that cannot be found."""
+    local = {f.stem for f in path.glob("*.py")}
+    wanted: set[str] = set()
+    for f in path.glob("*.py"):
+        wanted.update(_IMPORT.findall(f.read_text(errors="replace")))
+    return sorted(m for m in wanted - local - {"__future__"} if importlib.util.find_spec(m) is None)
+
+
 def torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
@@ -211,11 +229,15 @@ def choose(node: str, requested: str, located: Located, cuda: Callable[[], bool]
         located.require()
         if not torch_installed():
             raise _no_torch(gpu)
+        if missing := located.missing_packages():
+            raise _no_packages(gpu, missing)
         return Choice(node, gpu, f"{setting}={gpu}")
     if not located.found:
         return Choice(node, embedded, f"{gpu} weights not found ({located.source})")
     if not torch_installed():
         return Choice(node, embedded, "torch is not installed (pip install 'adgraph[gpu]')")
+    if missing := located.missing_packages():
+        return Choice(node, embedded, f"{gpu}'s own code needs {', '.join(missing)} (not installed)")
     if not cuda():
         return Choice(node, embedded, f"{gpu} weights found but no CUDA device")
     return Choice(node, gpu, f"{gpu} weights found at {located.path} and CUDA is available")
@@ -226,6 +248,16 @@ def _no_torch(model: str) -> AdgraphError:
         "MODEL_UNAVAILABLE",
         f"the {model} backend needs torch, diffusers and transformers: pip install 'adgraph[gpu]'",
         model=model,
+    )
+
+
+def _no_packages(model: str, missing: list[str]) -> AdgraphError:
+    return AdgraphError(
+        "MODEL_UNAVAILABLE",
+        f"the {model} model's own code imports {', '.join(missing)}, which are not installed: "
+        f"pip install {' '.join(missing)} (with a torchvision that matches your torch)",
+        model=model,
+        missing_packages=missing,
     )
 
 
@@ -245,6 +277,7 @@ def report(settings: Any, cuda: Callable[[], bool] = cuda_available) -> list[dic
             "source": located.source,
             "expected_bytes": info.expected_bytes,
             "weights_bytes": located.weights_bytes(),
+            "missing_packages": located.missing_packages(),
             "node": info.node,
         }
         if info.node is not None:

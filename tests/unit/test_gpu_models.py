@@ -167,3 +167,27 @@ def test_the_runtime_is_told_what_the_weights_take_at_the_load_dtype(tmp_path):
     safetensors_file(full / "model.safetensors", "F32", 4096)
     spec = model_spec("qwen2vl", full, torch.bfloat16)
     assert spec.expected_bytes == 2048 and spec.dtype == torch.bfloat16
+
+
+def test_remote_code_whose_imports_are_missing_is_not_picked(tmp_path, monkeypatch):
+    from gpu_runtime import models
+
+    monkeypatch.setattr(models, "torch_installed", lambda: True)
+    birefnet = tmp_path / "birefnet"
+    birefnet.mkdir()
+    (birefnet / "config.json").write_text("{}")
+    (birefnet / "BiRefNet_config.py").write_text("from transformers import PretrainedConfig\n")
+    (birefnet / "birefnet.py").write_text(
+        "import torch\nfrom kornia_not_here.filters import laplacian\n"
+        "from .BiRefNet_config import BiRefNetConfig\nfrom BiRefNet_config import X\n"
+        "    import timm_not_here\nfrom __future__ import annotations\n"
+    )
+    located = locate(MODELS["birefnet"], birefnet, None)
+    assert located.missing_packages() == ["kornia_not_here", "timm_not_here"]
+    auto = choose("segment", "auto", located, cuda=lambda: True)
+    assert auto.backend == "u2netp" and "kornia_not_here, timm_not_here (not installed)" in auto.reason
+    with pytest.raises(AdgraphError) as e:
+        choose("segment", "birefnet", located, cuda=lambda: True)
+    assert (
+        e.value.code == "MODEL_UNAVAILABLE" and "pip install kornia_not_here timm_not_here" in e.value.message
+    )
