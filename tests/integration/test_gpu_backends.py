@@ -196,7 +196,12 @@ def test_models_list_reads_a_hub_cache_root(cli_env, tiny_models, tmp_path):
     assert not rows["birefnet"]["found"] and rows["birefnet"]["auto"]["backend"] == "u2netp"
     assert "no models--ZhengPeng7--BiRefNet" in rows["birefnet"]["source"]
 
-    text = run_cli(["models", "list"], env).stdout
+    # the human-readable form, in process (the same command; torch is already imported here)
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    text = CliRunner().invoke(app, ["models", "list"], env=env).output
     assert "flux (black-forest-labs/FLUX.1-dev): found" in text
     assert "background: configured auto; auto picks studio (flux weights found but no CUDA device)" in text
     assert "birefnet (ZhengPeng7/BiRefNet): missing" in text
