@@ -515,6 +515,29 @@ async def test_modules_are_found_in_bundles_tied_weights_stay_tied_and_dtype_app
     await rt.close()
 
 
+async def test_an_object_without_torch_modules_is_accounted_by_its_expected_bytes():
+    """A backend that is not torch (an ONNX session, say) still takes its turn and its share of the budget."""
+    loads = 0
+
+    def load() -> dict[str, str]:
+        nonlocal loads
+        loads += 1
+        return {"session": "onnx"}
+
+    rt = ModelRuntime([ModelSpec("onnx", load, 600), ModelSpec("other", load, 600)], budget_bytes=1000)
+    async with rt.use("onnx") as obj:
+        assert obj == {"session": "onnx"}
+    async with rt.use("other"):
+        pass
+    async with rt.use("onnx"):
+        pass
+    s = rt.stats()
+    assert s["models"]["onnx"]["bytes"] == 600 and s["used_bytes"] == 600 and loads == 2
+    assert (s["models"]["onnx"]["evictions"], s["models"]["onnx"]["swaps_in"]) == (1, 1)  # no reload
+    assert s["models"]["other"]["evictions"] == 1
+    await rt.close()
+
+
 async def test_stats_are_json_and_count_waiting(disk):
     rt = ModelRuntime(specs(disk), device="cpu", budget_bytes=model_bytes(disk))
     gate = Gate(rt)
