@@ -17,7 +17,7 @@ from PIL import Image
 from checkpoints.history import thread_config
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
-from graph.models import AdCopy
+from graph.models import AdCopy, Box, Placement
 from service.context import ad_context
 from service.jobs import new_job_id, run_job, write_outputs
 from tests.conftest import png_bytes
@@ -225,3 +225,47 @@ def test_a_directory_that_is_not_the_model_is_model_unavailable_naming_the_setti
     with pytest.raises(AdgraphError) as e:
         load("qwen2vl", tiny_models.clip, torch.float32)  # another model's directory
     assert e.value.code == "MODEL_UNAVAILABLE" and "ADGRAPH_QWEN2VL_PATH" in e.value.message
+
+
+@on_session_loop
+async def test_the_real_loaders_objects_survive_eviction_and_swap_in(tiny_models, coffee):
+    """A budget that holds one model at a time: each backend's model is evicted and copied back in (as to
+    a GPU), and FLUX draws the same picture for the same seed after its round trip."""
+    import torch
+
+    from gpu_runtime.birefnet import BiRefNetSegmenter
+    from gpu_runtime.flux import FluxBackdrop
+    from gpu_runtime.loaders import model_spec
+    from gpu_runtime.qwen2vl import QwenAnalyzer
+    from gpu_runtime.runtime import ModelRuntime
+    from nodes.backends.stats import StatsAnalyzer
+    from nodes.backends.studio import StudioBackdrop
+
+    specs = [model_spec(n, getattr(tiny_models, n), torch.float32) for n in ("birefnet", "flux", "qwen2vl")]
+    biggest = max(s.expected_bytes for s in specs)
+    runtime = ModelRuntime(specs, device="cpu", budget_bytes=biggest + 1024, copy_on_cpu=True)
+    try:
+        segmenter = BiRefNetSegmenter(runtime, resolution=64)
+        flux = FluxBackdrop(runtime, steps=2, resolution=64)
+        qwen = QwenAnalyzer(runtime, StatsAnalyzer(), max_new_tokens=4)
+        ask = {"size": (96, 64), "prompt": "linen", "product_palette": [], "seed": 3}
+        first = await flux.generate(**ask)
+        matte = await segmenter.segment(coffee)
+        scene = await StudioBackdrop().generate(**ask)
+        placement = Placement(
+            scale=0.1,
+            x=30,
+            y=10,
+            product_box=Box(x=30, y=10, w=40, h=40),
+            text_area=Box(x=0, y=0, w=96, h=10),
+        )
+        analysis = await qwen.analyze(scene=scene, placement=placement)
+        again = await flux.generate(**ask)
+        assert matte.size == coffee.size and analysis.product_box == placement.product_box
+        assert again.tobytes() == first.tobytes()  # the weights came back intact
+        stats = runtime.stats()
+        assert stats["models"]["flux"]["loads"] == 1 and stats["models"]["flux"]["swaps_in"] == 1
+        assert stats["models"]["flux"]["evictions"] >= 1 and stats["models"]["flux"]["bytes_moved"] > 0
+        assert stats["used_bytes"] <= stats["budget_bytes"] and stats["resident"] == ["flux"]
+    finally:
+        await runtime.close()
