@@ -538,6 +538,30 @@ async def test_an_object_without_torch_modules_is_accounted_by_its_expected_byte
     await rt.close()
 
 
+def test_packing_puts_every_tensor_in_one_buffer_with_values_and_ties_kept():
+    """What pinning on CUDA does first: one flat buffer, page-locked in one call instead of per tensor."""
+    torch.manual_seed(0)
+    model = Tied().eval()
+    model.norm.running_mean.uniform_()
+    model.head.bias = nn.Parameter(torch.randn(32, dtype=torch.bfloat16))  # odd size, other dtype
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[3, 1, 4]])
+    with torch.inference_mode():
+        expected = model.head.weight @ model.embed(ids)[0].T
+
+    w = Weights(model)
+    flat = w.pack()
+    storages = {t.host.untyped_storage().data_ptr() for t in w._tensors}
+    assert storages == {flat.untyped_storage().data_ptr()}
+    assert flat.numel() >= w.nbytes and flat.numel() - w.nbytes < 64 * w.count  # aligned, not rounded up
+    assert model.head.weight is model.embed.weight
+    for k, v in model.state_dict().items():
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
+    assert w.on_host()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.head.weight @ model.embed(ids)[0].T, expected, rtol=0, atol=0)
+
+
 async def test_stats_are_json_and_count_waiting(disk):
     rt = ModelRuntime(specs(disk), device="cpu", budget_bytes=model_bytes(disk))
     gate = Gate(rt)
