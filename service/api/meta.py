@@ -7,6 +7,8 @@ import os
 import psutil
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from graph.errors import AdgraphError
@@ -31,35 +33,28 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.timings_seen = 0
-        labels = ["process", "model"]
-        r = self.registry
-        self.gpu_budget = Gauge("adgraph_gpu_budget_bytes", "Model runtime budget", ["process"], registry=r)
-        self.gpu_used = Gauge("adgraph_gpu_used_bytes", "Bytes of resident models", ["process"], registry=r)
-        self.model_resident = Gauge(
-            "adgraph_model_resident", "1 if the model is on the device", labels, registry=r
-        )
-        self.model_loads = Gauge("adgraph_model_loads", "Loads from disk", labels, registry=r)
-        self.model_swaps = Gauge("adgraph_model_swaps_in", "Moves back from host RAM", labels, registry=r)
-        self.model_evictions = Gauge("adgraph_model_evictions", "Evictions", labels, registry=r)
-        self.model_bytes_moved = Gauge(
-            "adgraph_model_bytes_moved", "Bytes copied host->device", labels, registry=r
-        )
-        self.model_wait = Gauge(
-            "adgraph_model_wait_seconds", "Time waited for the device", labels, registry=r
-        )
+        self.runtimes: list[tuple[str, dict]] = []
+        """(process, runtime.stats()) of this process and of the workers, refreshed on each scrape."""
+        self.registry.register(_RuntimesCollector(lambda: self.runtimes))
 
-    def observe_runtime(self, process: str, stats: dict) -> None:
-        """Copy a model runtime's counters (it keeps the totals; these gauges mirror them)."""
-        self.gpu_budget.labels(process).set(stats["budget_bytes"])
-        self.gpu_used.labels(process).set(stats["used_bytes"])
-        resident = set(stats["resident"])
-        for name, m in stats["models"].items():
-            self.model_resident.labels(process, name).set(1 if name in resident else 0)
-            self.model_loads.labels(process, name).set(m["loads"])
-            self.model_swaps.labels(process, name).set(m["swaps_in"])
-            self.model_evictions.labels(process, name).set(m["evictions"])
-            self.model_bytes_moved.labels(process, name).set(m["bytes_moved"])
-            self.model_wait.labels(process, name).set(m["wait_seconds"])
+
+class _RuntimesCollector(Collector):
+    """The model runtime metrics of `gpu_runtime.metrics` (adgraph_gpu_*), for every process that has a
+    runtime (the API's, each worker's), each sample labelled with its `process`."""
+
+    def __init__(self, sources) -> None:
+        self._sources = sources
+
+    def collect(self):
+        from gpu_runtime.metrics import RuntimeCollector
+
+        merged: dict[str, Metric] = {}
+        for process, stats in self._sources():
+            for family in RuntimeCollector(lambda s=stats: s).collect():
+                out = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    out.add_sample(sample.name, {"process": process, **sample.labels}, sample.value)
+        yield from merged.values()
 
 
 @router.get("/v1/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
@@ -143,13 +138,9 @@ async def metrics(res: Res) -> Response:
     for status in JOB_STATUSES:
         m.jobs.labels(status).set(counts.get(status, 0))
     m.queue_depth.set(counts.get("queued", 0))
-    gpu = _gpu(res)
-    if gpu is not None:
-        if gpu["runtime"] is not None:
-            m.observe_runtime("api", gpu["runtime"])
-        for worker in gpu["workers"]:
-            if worker["runtime"] is not None:
-                m.observe_runtime(worker["process"], worker["runtime"])
+    gpu = _gpu(res) or {"runtime": None, "workers": []}
+    m.runtimes = [("api", gpu["runtime"])] if gpu["runtime"] is not None else []
+    m.runtimes += [(w["process"], w["runtime"]) for w in gpu["workers"] if w["runtime"] is not None]
     # node timings come from the database, so jobs run by worker processes are counted too
     for row_id, wf, node, seconds in await res.store.timings_since(m.timings_seen):
         m.node_seconds.labels(wf, node).observe(seconds)

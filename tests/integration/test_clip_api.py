@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_runtime.clip import THRESHOLDS, interpret
 from service.context import make_models, publish_stats
@@ -21,6 +22,17 @@ pytestmark = pytest.mark.integration
 
 BANANA = (PHOTOS / "banana.png").read_bytes()
 URL = "/v1/evaluations/clip-score"
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of the one sample of `name` whose labels include `labels` (None if there is none)."""
+    found = []
+    for m in re.finditer(r"^(\w+)\{(.*)\} (\S+)$", metrics, re.M):
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if m.group(1) == name and labels.items() <= have.items():
+            found.append(float(m.group(3)))
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else None
 
 
 def serve(settings: Settings) -> Iterator[httpx.Client]:
@@ -68,9 +80,13 @@ def test_clip_score_of_a_stored_image_and_of_an_upload(http):
     assert gpu["runtime"]["resident"] == ["clip"] and gpu["runtime"]["used_bytes"] == clip["bytes"] > 0
     assert gpu["backends"]["segment"]["backend"] == "u2netp"  # no BiRefNet weights: the embedded one
     metrics = http.get("/metrics").text
-    assert re.search(r'^adgraph_model_loads\{model="clip",process="api"\} 1\.0$', metrics, re.M)
-    assert re.search(r'^adgraph_model_resident\{model="clip",process="api"\} 1\.0$', metrics, re.M)
-    assert re.search(r'^adgraph_gpu_budget_bytes\{process="api"\} \d', metrics, re.M)
+    families = {f.name for f in text_string_to_metric_families(metrics)}  # valid exposition format
+    assert {"adgraph_gpu_model_loads", "adgraph_gpu_model_resident", "adgraph_jobs"} <= families
+    assert sample(metrics, "adgraph_gpu_model_loads_total", process="api", device="cpu", model="clip") == 1
+    assert sample(metrics, "adgraph_gpu_model_uses_total", process="api", model="clip") == 2
+    assert sample(metrics, "adgraph_gpu_model_resident", process="api", model="clip") == 1
+    assert sample(metrics, "adgraph_gpu_used_bytes", process="api") == clip["bytes"]
+    assert sample(metrics, "adgraph_gpu_budget_bytes", process="api") == gpu["runtime"]["budget_bytes"]
 
 
 async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http, tiny_models):
@@ -89,8 +105,9 @@ async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http
         }
         assert set(worker["runtime"]["models"]) == {"birefnet", "flux", "qwen2vl", "clip"}
         metrics = (await asyncio.to_thread(http.get, "/metrics")).text
-        line = f'adgraph_model_loads{{model="flux",process="{worker["process"]}"}} 0.0'
-        assert line in metrics.splitlines()
+        process = worker["process"]
+        assert sample(metrics, "adgraph_gpu_model_loads_total", process=process, model="flux") == 0
+        assert sample(metrics, "adgraph_gpu_budget_bytes", process=process) == 64 * 2**20
         publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publisher
