@@ -516,6 +516,8 @@ class ModelRuntime:
 
     async def _on_worker(self, call: Callable[[], T]) -> T:
         """Run `call` on the worker; if cancelled, wait for it to finish, then propagate."""
+        if self._closed:
+            raise AdgraphError("MODEL_UNAVAILABLE", f"the model runtime on {self.device} is closed")
         return await _finish_then_propagate(asyncio.get_running_loop().run_in_executor(self._executor, call))
 
     # -- introspection and shutdown ---------------------------------------------------------------------

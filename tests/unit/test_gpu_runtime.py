@@ -595,6 +595,13 @@ async def test_close_fails_waiters_and_refuses_new_work(disk):
     assert err.value.code == "MODEL_UNAVAILABLE" and "closed" in err.value.message
     assert rt.stats()["resident"] == []
 
+    rt = ModelRuntime(specs(disk), device="cpu", budget_bytes=model_bytes(disk))
+    async with rt.use("segment") as model:
+        await rt.close()  # shutting down while a node holds the device
+        with pytest.raises(AdgraphError) as err:
+            await rt.run(model, X)  # no new work starts on a closed runtime
+    assert err.value.code == "MODEL_UNAVAILABLE"
+
 
 async def test_prometheus_collector_reports_the_runtime_at_scrape_time(disk):
     from prometheus_client import CollectorRegistry, generate_latest
