@@ -76,7 +76,7 @@ async def _environment(settings: Any = None, *, with_context: bool = True) -> As
         if not with_context:
             yield _Env(settings, graph, None)
             return
-        async with ad_context(settings) as ctx:
+        async with ad_context(settings, evaluations=False) as ctx:
             yield _Env(settings, graph, ctx)
 
 

@@ -73,9 +73,10 @@ class GpuModels:
             await self.runtime.close()
 
 
-def make_models(settings: Settings, *, for_jobs: bool = True) -> GpuModels:
+def make_models(settings: Settings, *, for_jobs: bool = True, evaluations: bool = True) -> GpuModels:
     """Resolve each model's directory, choose each node's backend, and register the GPU models in one
-    runtime. `for_jobs=False` (an API process whose jobs run in workers) keeps only the CLIP scorer."""
+    runtime. `for_jobs=False` (an API process whose jobs run in workers) keeps only the CLIP scorer;
+    `evaluations=False` (the CLI, a worker) leaves CLIP out, so it costs nothing there."""
     located = {
         name: locate(info, getattr(settings, info.setting), settings.models_dir)
         for name, info in MODELS.items()
@@ -92,7 +93,9 @@ def make_models(settings: Settings, *, for_jobs: bool = True) -> GpuModels:
     )
     names = [c.backend for c in choices.values() if c.gpu]
     models = GpuModels(choices, located)
-    if located["clip"].found and torch_installed():
+    if not evaluations:
+        models.problems["clip"] = "this process runs no evaluations"
+    elif located["clip"].found and torch_installed():
         names.append("clip")
     elif not located["clip"].found:
         models.problems["clip"] = located["clip"].source
@@ -157,9 +160,10 @@ def make_ad_context(settings: Settings, renderer: Renderer, models: GpuModels | 
 
 
 @asynccontextmanager
-async def ad_context(settings: Settings) -> AsyncIterator[AdContext]:
-    """The run context with a warm Chromium and the model runtime, both closed on exit."""
-    models = make_models(settings)
+async def ad_context(settings: Settings, *, evaluations: bool = True) -> AsyncIterator[AdContext]:
+    """The run context with a warm Chromium and the model runtime, both closed on exit. `evaluations`:
+    also hold the CLIP scorer (the API's clip-score)."""
+    models = make_models(settings, evaluations=evaluations)
     try:
         async with make_renderer(settings) as renderer:
             yield make_ad_context(settings, renderer, models)

@@ -347,7 +347,10 @@ async def run_worker(settings: Any) -> None:
     engine = make_engine(settings.database)
     try:
         await migrate(engine)
-        async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+        async with (
+            open_checkpointer(settings.checkpoints) as saver,
+            ad_context(settings, evaluations=False) as ctx,
+        ):
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
             runner = JobRunner(
                 JobStore(engine),

@@ -92,7 +92,7 @@ def test_clip_score_of_a_stored_image_and_of_an_upload(http):
 async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http, tiny_models):
     """With `serve --workers N` the models live in the workers; the API shows what they publish."""
     worker_settings = tiny_models.settings(http.settings.data_dir)
-    models = make_models(worker_settings)
+    models = make_models(worker_settings, evaluations=False)  # as `adgraph worker` makes them
     try:
         publisher = asyncio.create_task(publish_stats(models, worker_settings, every_s=0.05))
         await asyncio.sleep(0.2)
@@ -103,7 +103,7 @@ async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http
             "backend": "flux",
             "reason": "ADGRAPH_BACKGROUND_BACKEND=flux",
         }
-        assert set(worker["runtime"]["models"]) == {"birefnet", "flux", "qwen2vl", "clip"}
+        assert set(worker["runtime"]["models"]) == {"birefnet", "flux", "qwen2vl"}
         metrics = (await asyncio.to_thread(http.get, "/metrics")).text
         process = worker["process"]
         assert sample(metrics, "adgraph_gpu_model_loads_total", process=process, model="flux") == 0
