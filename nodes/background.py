@@ -22,20 +22,7 @@ async def background(state: AdState, runtime: Runtime[AdContext]) -> dict[str, A
         "product_palette": palette,
         "seed": state["seed"],
     }
-    init: dict[str, Any] = {}
-    if (strength := state.get("restyle")) is not None:
-        if getattr(ctx.backdrop, "restyles", False):
-            # img2img from a first composition: the model sees the product where it will stand
-            base = await StudioBackdrop().generate(**ask)
-            first, _ = await ctx.compositor.compose(
-                background=base, cutout=cutout, text_position=state["text_position"]
-            )
-            init = {"init_image": first, "strength": strength}
-        else:
-            reason = f"the {ctx.backdrop.name} backdrop cannot restyle a scene; made from the prompt"
-            runtime.stream_writer(
-                {"type": "fallback", "agent": ctx.backdrop.name, "part": "restyle", "reason": reason}
-            )
+    init = await _restyle_from(ctx, runtime, state, ask, cutout) if state.get("restyle") is not None else {}
 
     def progress(fraction: float, message: str) -> None:
         runtime.stream_writer({"type": "progress", "fraction": fraction, "message": message})
@@ -47,3 +34,19 @@ async def background(state: AdState, runtime: Runtime[AdContext]) -> dict[str, A
     # An intermediate only `composite` reads: JPEG q95 is invisible here and ~150 ms faster than PNG.
     background = await ctx.artifacts.put_image(image, lossy=True)
     return {"background": background, "background_backend": ctx.backdrop.name}
+
+
+async def _restyle_from(ctx: AdContext, runtime: Runtime, state: AdState, ask: dict, cutout: Any) -> dict:
+    """img2img from a first composition (the product on the studio backdrop where composite will put it),
+    for a backend that restyles; otherwise say that the prompt alone was used."""
+    if not getattr(ctx.backdrop, "restyles", False):
+        reason = f"the {ctx.backdrop.name} backdrop cannot restyle a scene; made from the prompt"
+        runtime.stream_writer(
+            {"type": "fallback", "agent": ctx.backdrop.name, "part": "restyle", "reason": reason}
+        )
+        return {}
+    base = await StudioBackdrop().generate(**ask)
+    first, _ = await ctx.compositor.compose(
+        background=base, cutout=cutout, text_position=state["text_position"]
+    )
+    return {"init_image": first, "strength": state["restyle"]}
