@@ -163,6 +163,10 @@ def test_upload_then_an_ad_job_from_queued_to_succeeded_with_downloadable_images
     assert all(n["status"] == "succeeded" and n["seconds"] >= 0 and n["attempt"] == 1 for n in job["nodes"])
     assert len(json.dumps(job)) < 8_000  # references, never image bytes
     assert set(job["result"]) == {"cutout", "scene", "ad"}
+    # which backend shaped each image (the embedded ones here: no GPU weights configured)
+    assert job["result"]["cutout"]["backends"] == {"segment": "u2netp"}
+    embedded = {"segment": "u2netp", "background": "studio", "analyze": "stats"}
+    assert job["result"]["ad"]["backends"] == embedded
     images = {}
     for key, ref in job["result"].items():
         assert ref["url"] == f"/v1/artifacts/{ref['id']}" and ref["mime"] == "image/png"
