@@ -95,7 +95,11 @@ async def run_job(
                 if data["name"] in running:
                     running.remove(data["name"])
                 seconds = round(time.perf_counter() - started.pop(data["id"], time.perf_counter()), 4)
-                status = "failed" if data.get("error") else "succeeded"
+                error = data.get("error")
+                # a cancel inside the step stopped it: it did not fail, and it runs again on resume
+                status = (
+                    "interrupted" if isinstance(error, StepCancelled) else "failed" if error else "succeeded"
+                )
                 result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
                 await emit("node_finished", result.nodes[-1])
             elif mode == "custom":

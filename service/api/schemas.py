@@ -51,7 +51,8 @@ class Progress(BaseModel):
 class NodeRun(BaseModel):
     name: str
     status: Literal["running", "succeeded", "failed", "interrupted"]
-    """`interrupted`: the process running it died before it finished; it ran again on the next attempt."""
+    """`interrupted`: it stopped before it finished (the process running it died, or a cancel arrived
+    inside the step); it runs again on the next attempt."""
     attempt: int
     started_at: str | None
     seconds: float | None

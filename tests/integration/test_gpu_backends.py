@@ -114,6 +114,10 @@ async def test_a_cancel_stops_the_diffusion_midway_and_the_job_resumes(gpu, coff
     # it stopped after the first of two steps, inside the node, before writing anything
     assert progress == ["diffusion step 1/2"]
     assert "background" not in result.values and result.checkpoints[-1]["node"] == "segment"
+    assert [(n["name"], n["status"]) for n in result.nodes] == [
+        ("segment", "succeeded"),
+        ("background", "interrupted"),
+    ]
 
     resumed = await run_job(gpu.graph, gpu.ctx, job_id, None)
     assert resumed.status == "succeeded", resumed.error and resumed.error.to_dict()
