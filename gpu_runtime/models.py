@@ -35,12 +35,22 @@ class ModelInfo:
     """Size of the released weights as shipped (what the runtime must hold)."""
     marker: str
     """A file every copy of the model has at its root."""
+    variants: tuple[str, ...] = ()
+    """Other releases the same loader takes, looked for under ADGRAPH_MODELS_DIR after `repo_id`."""
 
 
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
-        ModelInfo("birefnet", "ZhengPeng7/BiRefNet", "birefnet_path", "segment", 885_000_000, "config.json"),
+        ModelInfo(
+            "birefnet",
+            "ZhengPeng7/BiRefNet",
+            "birefnet_path",
+            "segment",
+            885_000_000,
+            "config.json",
+            ("ZhengPeng7/BiRefNet_HR", "ZhengPeng7/BiRefNet_lite", "briaai/RMBG-2.0"),
+        ),
         # FLUX.1-dev in bf16: transformer 23.8 GB, T5-XXL 9.8 GB, CLIP-L 0.25 GB, VAE 0.34 GB
         ModelInfo(
             "flux",
@@ -49,11 +59,26 @@ MODELS: dict[str, ModelInfo] = {
             "background",
             34_190_000_000,
             "model_index.json",
+            ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-Krea-dev"),
         ),
         ModelInfo(
-            "qwen2vl", "Qwen/Qwen2-VL-7B-Instruct", "qwen2vl_path", "analyze", 16_580_000_000, "config.json"
+            "qwen2vl",
+            "Qwen/Qwen2-VL-7B-Instruct",
+            "qwen2vl_path",
+            "analyze",
+            16_580_000_000,
+            "config.json",
+            ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-72B-Instruct"),
         ),
-        ModelInfo("clip", "openai/clip-vit-large-patch14", "clip_path", None, 1_710_000_000, "config.json"),
+        ModelInfo(
+            "clip",
+            "openai/clip-vit-large-patch14",
+            "clip_path",
+            None,
+            1_710_000_000,
+            "config.json",
+            ("openai/clip-vit-large-patch14-336", "openai/clip-vit-base-patch32"),
+        ),
     )
 }
 
@@ -124,14 +149,21 @@ def locate(info: ModelInfo, path: Path | None, models_dir: Path | None) -> Locat
         return Located(info, None, f"neither {env_name(info.setting)} nor ADGRAPH_MODELS_DIR is set")
     if not models_dir.is_dir():
         return Located(info, None, f"ADGRAPH_MODELS_DIR={models_dir} is not a directory")
-    cache = models_dir / f"models--{info.repo_id.replace('/', '--')}"
-    snapshot = _snapshot(cache, info.marker)
-    if snapshot is not None:
-        return Located(info, snapshot, f"ADGRAPH_MODELS_DIR (hub cache, revision {snapshot.name[:12]})")
-    for plain in (models_dir / info.repo_id.split("/")[-1], models_dir / info.name):
+    for repo_id in (info.repo_id, *info.variants):
+        snapshot = _snapshot(models_dir / f"models--{repo_id.replace('/', '--')}", info.marker)
+        if snapshot is not None:
+            where = f"hub cache {repo_id}, revision {snapshot.name[:12]}"
+            return Located(info, snapshot, f"ADGRAPH_MODELS_DIR ({where})")
+    for plain in (
+        *(models_dir / r.split("/")[-1] for r in (info.repo_id, *info.variants)),
+        models_dir / info.name,
+    ):
         if (plain / info.marker).is_file():
             return Located(info, plain, f"ADGRAPH_MODELS_DIR ({plain.name}/)")
-    return Located(info, None, f"no {cache.name} or {info.repo_id.split('/')[-1]}/ under {models_dir}")
+    cache = f"models--{info.repo_id.replace('/', '--')}"
+    return Located(
+        info, None, f"no {cache} or {info.repo_id.split('/')[-1]}/ (or a variant) under {models_dir}"
+    )
 
 
 def _snapshot(cache: Path, marker: str) -> Path | None:

@@ -191,3 +191,15 @@ def test_remote_code_whose_imports_are_missing_is_not_picked(tmp_path, monkeypat
     assert (
         e.value.code == "MODEL_UNAVAILABLE" and "pip install kornia_not_here timm_not_here" in e.value.message
     )
+
+
+def test_a_variant_release_is_found_in_the_models_root_after_the_main_one(tmp_path):
+    schnell = hub_cache(tmp_path, "black-forest-labs/FLUX.1-schnell", ["5555"], main="5555")
+    found = locate(FLUX, None, tmp_path)
+    assert found.path == schnell["5555"] and "FLUX.1-schnell" in found.source
+    dev = hub_cache(tmp_path, FLUX.repo_id, ["7777"], main="7777")
+    assert locate(FLUX, None, tmp_path).path == dev["7777"]  # the release the defaults are tuned for wins
+    plain = tmp_path / "plain"
+    (plain / "Qwen2-VL-2B-Instruct").mkdir(parents=True)
+    (plain / "Qwen2-VL-2B-Instruct" / "config.json").write_text("{}")
+    assert locate(MODELS["qwen2vl"], None, plain).path == plain / "Qwen2-VL-2B-Instruct"
