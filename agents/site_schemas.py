@@ -271,3 +271,8 @@ class SiteChecks(Frozen):
     @property
     def passed(self) -> bool:
         return not any(self.results.values())
+
+
+def font_paths(design: DesignSystem) -> dict[str, str]:
+    """Where each embedded font file goes in the site: `fonts/<file name>` → the installed file."""
+    return {f"fonts/{f.rsplit('/', 1)[-1]}": f for f in design.font_files}
