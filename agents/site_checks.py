@@ -104,9 +104,15 @@ def _urls(page: _Page) -> list[tuple[str, str]]:
     return out
 
 
-def check_site(files: dict[str, bytes], profile: Profile, design: DesignSystem | None = None) -> dict[str, list[str]]:
+def check_site(
+    files: dict[str, bytes], profile: Profile, design: DesignSystem | None = None
+) -> dict[str, list[str]]:
     """Run every static check on the site's files; {check name: problems} (empty lists passed)."""
-    pages = {path: _parse(data.decode("utf-8", "replace")) for path, data in files.items() if path.endswith(".html")}
+    pages = {
+        path: _parse(data.decode("utf-8", "replace"))
+        for path, data in files.items()
+        if path.endswith(".html")
+    }
     results: dict[str, list[str]] = {
         "html_parses": [],
         "no_external_urls": [],
@@ -152,9 +158,13 @@ def check_site(files: dict[str, bytes], profile: Profile, design: DesignSystem |
     if (index := pages.get("index.html")) is not None:
         text = " ".join(" ".join(index.text).split())
         if profile.store_name not in text:
-            results["index_identity"].append(f"the store name {profile.store_name!r} is not on the index page")
+            results["index_identity"].append(
+                f"the store name {profile.store_name!r} is not on the index page"
+            )
         if profile.phone_number and profile.phone_number not in text:
-            results["index_identity"].append(f"the phone number {profile.phone_number!r} is not on the index page")
+            results["index_identity"].append(
+                f"the phone number {profile.phone_number!r} is not on the index page"
+            )
     if design is not None:
         from agents.color import contrast
 
@@ -180,7 +190,9 @@ def _resolve(path: str, url: str, files: dict[str, bytes], pages: dict[str, _Pag
     return None
 
 
-def site_files(code: SiteCode, images: list[SiteImage], extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+def site_files(
+    code: SiteCode, images: list[SiteImage], extra: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
     """The site as path → bytes; images and fonts as placeholders when only their paths matter."""
     files = {name: html.encode() for name, html in code.pages.items()}
     files[CSS_PATH] = code.css.encode()

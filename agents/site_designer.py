@@ -28,19 +28,63 @@ STORE_STYLE: tuple[tuple[re.Pattern[str], Style], ...] = (
 )
 # (hue 0..1, saturation) of the primary colour, and the page background per style.
 STYLE_BASE: dict[Style, dict] = {
-    "warm": {"hue": 0.07, "sat": 0.55, "bg": "#fbf6ef", "surface": "#f3e8da", "hero": "split", "button": "rounded"},
-    "modern": {"hue": 0.62, "sat": 0.65, "bg": "#ffffff", "surface": "#eef1f6", "hero": "banner", "button": "square"},
-    "classic": {"hue": 0.98, "sat": 0.45, "bg": "#fcfaf7", "surface": "#efe9e1", "hero": "centered", "button": "square"},
-    "playful": {"hue": 0.9, "sat": 0.7, "bg": "#fffaf2", "surface": "#fdebf3", "hero": "split", "button": "pill"},
-    "minimal": {"hue": 0.45, "sat": 0.3, "bg": "#ffffff", "surface": "#f4f5f4", "hero": "centered", "button": "rounded"},
+    "warm": {
+        "hue": 0.07,
+        "sat": 0.55,
+        "bg": "#fbf6ef",
+        "surface": "#f3e8da",
+        "hero": "split",
+        "button": "rounded",
+    },
+    "modern": {
+        "hue": 0.62,
+        "sat": 0.65,
+        "bg": "#ffffff",
+        "surface": "#eef1f6",
+        "hero": "banner",
+        "button": "square",
+    },
+    "classic": {
+        "hue": 0.98,
+        "sat": 0.45,
+        "bg": "#fcfaf7",
+        "surface": "#efe9e1",
+        "hero": "centered",
+        "button": "square",
+    },
+    "playful": {
+        "hue": 0.9,
+        "sat": 0.7,
+        "bg": "#fffaf2",
+        "surface": "#fdebf3",
+        "hero": "split",
+        "button": "pill",
+    },
+    "minimal": {
+        "hue": 0.45,
+        "sat": 0.3,
+        "bg": "#ffffff",
+        "surface": "#f4f5f4",
+        "hero": "centered",
+        "button": "rounded",
+    },
 }
 STYLE_FONTS: dict[Style, tuple[list[str], list[str]]] = {
     # (heading preferences, body preferences); the first installed one wins
-    "warm": (["NanumSquareRound", "NanumSquare", "NanumGothic"], ["NanumSquareRound", "NanumSquare", "NanumGothic"]),
-    "modern": (["NanumSquare", "NanumBarunGothic", "NanumGothic"], ["NanumSquare", "NanumBarunGothic", "NanumGothic"]),
+    "warm": (
+        ["NanumSquareRound", "NanumSquare", "NanumGothic"],
+        ["NanumSquareRound", "NanumSquare", "NanumGothic"],
+    ),
+    "modern": (
+        ["NanumSquare", "NanumBarunGothic", "NanumGothic"],
+        ["NanumSquare", "NanumBarunGothic", "NanumGothic"],
+    ),
     "classic": (["NanumMyeongjo", "NanumSquare", "NanumGothic"], ["NanumSquare", "NanumGothic"]),
     "playful": (["NanumSquareRound", "NanumGothic"], ["NanumSquareRound", "NanumGothic"]),
-    "minimal": (["NanumBarunGothic", "NanumSquare", "NanumGothic"], ["NanumSquare", "NanumBarunGothic", "NanumGothic"]),
+    "minimal": (
+        ["NanumBarunGothic", "NanumSquare", "NanumGothic"],
+        ["NanumSquare", "NanumBarunGothic", "NanumGothic"],
+    ),
 }
 SCALE: dict[Style, tuple[int, float, int, int, int]] = {
     # base px, ratio, space unit, radius, max width
@@ -133,7 +177,9 @@ class RuleSiteDesigner:
             {
                 face.file
                 for face in self.fonts.faces()
-                if face.family in families and face.weight in (400, 700) and face.style.lower() in ("regular", "bold")
+                if face.family in families
+                and face.weight in (400, 700)
+                and face.style.lower() in ("regular", "bold")
             }
         )
         total = sum(os.path.getsize(f) for f in files if os.path.exists(f))

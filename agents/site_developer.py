@@ -21,8 +21,18 @@ from agents.site_schemas import (
 )
 
 UI = {
-    "ko": {"skip": "본문 바로가기", "nav": "주 메뉴", "photo": "{name} 사진 {n}", "rights": "All rights reserved."},
-    "en": {"skip": "Skip to content", "nav": "Main menu", "photo": "{name} photo {n}", "rights": "All rights reserved."},
+    "ko": {
+        "skip": "본문 바로가기",
+        "nav": "주 메뉴",
+        "photo": "{name} 사진 {n}",
+        "rights": "All rights reserved.",
+    },
+    "en": {
+        "skip": "Skip to content",
+        "nav": "Main menu",
+        "photo": "{name} photo {n}",
+        "rights": "All rights reserved.",
+    },
 }
 
 
@@ -131,9 +141,7 @@ def _cta_href(plan: SitePlan, profile: Profile) -> str:
 
 def _img(image: SiteImage, alt: str, *, eager: bool = False) -> str:
     loading = "" if eager else ' loading="lazy"'
-    return (
-        f'<img src="{image.src}" alt="{_e(alt)}" width="{image.width}" height="{image.height}"{loading}>'
-    )
+    return f'<img src="{image.src}" alt="{_e(alt)}" width="{image.width}" height="{image.height}"{loading}>'
 
 
 def _section(
@@ -145,7 +153,9 @@ def _section(
     contact_href: str,
     ui: dict[str, str],
 ) -> str:
-    alt = [ui["photo"].format(name=profile.store_name, n=i + 1) + f" — {s.heading}" for i in range(len(images))]
+    alt = [
+        ui["photo"].format(name=profile.store_name, n=i + 1) + f" — {s.heading}" for i in range(len(images))
+    ]
     heading_tag = "h1" if s is page.sections[0] else "h2"
     head = f"<{heading_tag}>{_e(s.heading)}</{heading_tag}>"
     body = "".join(f"<p>{_e(par)}</p>" for par in s.body.split("\n") if par.strip())
@@ -154,7 +164,8 @@ def _section(
         figure = f'<div class="hero-media">{_img(images[0], alt[0], eager=True)}</div>' if images else ""
         return (
             f'<section id="{s.id}" class="hero hero-{design.hero}{" has-media" if images else ""}">'
-            f'<div class="wrap hero-row"><div class="hero-copy">{head}{body}{button}</div>{figure}</div></section>'
+            f'<div class="wrap hero-row"><div class="hero-copy">{head}{body}{button}</div>{figure}</div>'
+            "</section>"
         )
     if s.kind == "features":
         items = "".join(f"<li>{_e(i)}</li>" for i in s.items)
@@ -171,7 +182,7 @@ def _section(
         )
         return (
             f'<section id="{s.id}" class="band gallery"><div class="wrap">{head}{body}'
-            f'{f"<div class=grid>{figures}</div>" if figures else ""}{button}</div></section>'
+            f"{f'<div class=grid>{figures}</div>' if figures else ''}{button}</div></section>"
         )
     if s.kind == "contact":
         lines = []
@@ -179,8 +190,8 @@ def _section(
             if profile.phone_number and profile.phone_number in item:
                 label, _, number = item.rpartition(profile.phone_number)
                 lines.append(
-                    f'<li>{_e(label)}<a href="{_e(_tel(profile.phone_number))}">{_e(profile.phone_number)}</a>'
-                    f"{_e(number)}</li>"
+                    f'<li>{_e(label)}<a href="{_e(_tel(profile.phone_number))}">'
+                    f"{_e(profile.phone_number)}</a>{_e(number)}</li>"
                 )
             else:
                 lines.append(f"<li>{_e(item)}</li>")
@@ -188,7 +199,9 @@ def _section(
             f'<section id="{s.id}" class="band contact"><div class="wrap">{head}{body}'
             f'<ul class="contact-list">{"".join(lines)}</ul>{button}</div></section>'
         )
-    media = "".join(f'<figure class="side">{_img(im, a)}</figure>' for im, a in zip(images, alt, strict=False))
+    media = "".join(
+        f'<figure class="side">{_img(im, a)}</figure>' for im, a in zip(images, alt, strict=False)
+    )
     kind = "cta-band" if s.kind == "cta" else "text"
     return (
         f'<section id="{s.id}" class="band {kind}{" has-media" if media else ""}">'
@@ -252,8 +265,10 @@ address{{font-style:normal}}
 padding-top:calc(var(--u)*2);padding-bottom:calc(var(--u)*2);flex-wrap:wrap}}
 .brand{{font-family:{heading};font-weight:{t.heading_weight};font-size:{t.size(2)}px;color:var(--text);
 text-decoration:none}}
-nav ul{{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:calc(var(--u)*0.5) calc(var(--u)*2.5)}}
-nav a{{color:var(--text);text-decoration:none;padding:var(--u) 0;display:inline-block;border-bottom:2px solid transparent}}
+nav ul{{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;
+gap:calc(var(--u)*0.5) calc(var(--u)*2.5)}}
+nav a{{color:var(--text);text-decoration:none;padding:var(--u) 0;display:inline-block;
+border-bottom:2px solid transparent}}
 nav a[aria-current="page"]{{color:var(--primary);border-bottom-color:var(--primary)}}
 nav a:hover,nav a:focus{{color:var(--primary)}}
 .hero{{padding:calc(var(--u)*8) 0}}
@@ -269,8 +284,8 @@ padding:calc(var(--u)*1.5) calc(var(--u)*3);border-radius:{radius};font-weight:7
 .band:nth-of-type(even){{background:var(--surface)}}
 .cards{{list-style:none;padding:0;margin:0 0 calc(var(--u)*3);display:grid;
 grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:calc(var(--u)*2)}}
-.cards li{{background:var(--bg);border:1px solid var(--accent);border-radius:var(--radius);padding:calc(var(--u)*3);
-font-weight:700}}
+.cards li{{background:var(--bg);border:1px solid var(--accent);border-radius:var(--radius);
+padding:calc(var(--u)*3);font-weight:700}}
 .media-row,.grid{{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:calc(var(--u)*3)}}
 .grid img{{width:100%;aspect-ratio:4/3}}
 .text-row{{display:flex;gap:calc(var(--u)*5);align-items:center}}

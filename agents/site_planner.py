@@ -6,7 +6,9 @@ import re
 
 from agents.site_schemas import MAX_PAGES, PAGE_KINDS, Profile, SitePage, SitePlan, SiteSection
 
-FOOD = re.compile(r"(?i)cafe|café|coffee|bakery|restaurant|bistro|bar\b|카페|커피|베이커리|빵|식당|레스토랑|음식|맛집|주점|분식")
+FOOD = re.compile(
+    r"(?i)cafe|café|coffee|bakery|restaurant|bistro|bar\b|카페|커피|베이커리|빵|식당|레스토랑|음식|맛집|주점|분식"
+)
 _SPLIT = re.compile(r"\s*(?:[,;·/\n]|\band\b|그리고)\s*")
 
 T = {
@@ -122,7 +124,14 @@ class RuleSitePlanner:
         return SitePlan(language=lang, tagline=tagline[:160], pages=plan_pages)
 
     def _page(
-        self, slug: str, profile: Profile, t: dict[str, str], f: dict[str, str], tagline: str, cta: str, images: int
+        self,
+        slug: str,
+        profile: Profile,
+        t: dict[str, str],
+        f: dict[str, str],
+        tagline: str,
+        cta: str,
+        images: int,
     ) -> SitePage:
         name = profile.store_name
         items = strengths(profile)
@@ -135,29 +144,49 @@ class RuleSitePlanner:
         )
         sections: list[SiteSection]
         if slug == "index":
-            sections = [SiteSection(id="hero", kind="hero", heading=name, body=tagline[:1200], images=1, cta=cta)]
+            sections = [
+                SiteSection(id="hero", kind="hero", heading=name, body=tagline[:1200], images=1, cta=cta)
+            ]
             if items:
-                sections.append(SiteSection(id="strengths", kind="features", heading=t["why"].format(**f), items=items))
+                sections.append(
+                    SiteSection(id="strengths", kind="features", heading=t["why"].format(**f), items=items)
+                )
             if profile.target_customer:
                 sections.append(
-                    SiteSection(id="for-you", kind="text", heading=t["for"], body=t["for_body"].format(**f), images=1)
+                    SiteSection(
+                        id="for-you", kind="text", heading=t["for"], body=t["for_body"].format(**f), images=1
+                    )
                 )
             sections.append(contact)
         elif slug == "about":
             body = t["about_body"].format(**f).strip()
             sections = [
-                SiteSection(id="story", kind="text", heading=t["about_h"].format(**f), body=body[:1200], images=1),
-                SiteSection(id="promise", kind="text", heading=t["promise"], body=t["promise_body"], images=1),
+                SiteSection(
+                    id="story", kind="text", heading=t["about_h"].format(**f), body=body[:1200], images=1
+                ),
+                SiteSection(
+                    id="promise", kind="text", heading=t["promise"], body=t["promise_body"], images=1
+                ),
             ]
         elif slug == "menu":
-            sections = [SiteSection(id="offer", kind="features", heading=t["menu_h"], items=items or [f["type"]], images=2)]
+            sections = [
+                SiteSection(
+                    id="offer", kind="features", heading=t["menu_h"], items=items or [f["type"]], images=2
+                )
+            ]
         elif slug == "gallery":
             body = t["gallery_body"] if images else t["no_photos"]
             sections = [
-                SiteSection(id="photos", kind="gallery", heading=t["gallery_h"].format(**f), body=body, images=images)
+                SiteSection(
+                    id="photos", kind="gallery", heading=t["gallery_h"].format(**f), body=body, images=images
+                )
             ]
         else:  # contact
             sections = [contact.model_copy(update={"id": "find-us"})]
             if cta:
-                sections.append(SiteSection(id="visit", kind="cta", heading=t["visit"], body=t["visit_body"], cta=cta))
-        return SitePage(slug=slug, title=t[slug] if slug != "index" else name, nav_label=t[slug], sections=sections)
+                sections.append(
+                    SiteSection(id="visit", kind="cta", heading=t["visit"], body=t["visit_body"], cta=cta)
+                )
+        return SitePage(
+            slug=slug, title=t[slug] if slug != "index" else name, nav_label=t[slug], sections=sections
+        )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import mimetypes
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
@@ -28,6 +31,12 @@ CHROMIUM_ARGS = [
     "--mute-audio",
     "--disable-quic",
 ]
+
+
+SITE_ORIGIN = "https://site.invalid"
+"""Where a site is served from inside Chromium: every request to it is answered from memory, every other
+request is refused (".invalid" can never resolve, so nothing could leave even without the route)."""
+AXE_JS = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 
 
 class ChromiumRenderer:
@@ -136,3 +145,97 @@ class ChromiumRenderer:
             await self.start()
             return await self._pages.get()
         return await self._context.new_page()
+
+    # -- whole sites (the homepage workflow) ----------------------------------------------------------------
+
+    async def _site_context(
+        self, files: dict[str, bytes], *, javascript: bool
+    ) -> tuple[BrowserContext, list[str]]:
+        """A fresh context serving `files` at SITE_ORIGIN; the list collects every refused request."""
+        if self._browser is None or not self._browser.is_connected():
+            await self.start()
+        assert self._browser is not None
+        context = await self._browser.new_context(
+            java_script_enabled=javascript, service_workers="block", bypass_csp=False
+        )
+        context.set_default_timeout(self.timeout_s * 1000)
+        refused: list[str] = []
+
+        async def serve(route):  # noqa: ANN001 - playwright's Route
+            url = route.request.url
+            path = unquote(urlsplit(url).path).lstrip("/") if url.startswith(SITE_ORIGIN + "/") else None
+            if path is not None and path in files:
+                mime = mimetypes.guess_type(path)[0] or "application/octet-stream"
+                await route.fulfill(status=200, body=files[path], content_type=mime)
+            else:
+                refused.append(url)
+                await route.abort("blockedbyclient")
+
+        await context.route("**/*", serve)
+        return context, refused
+
+    async def screenshot_site(
+        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int]
+    ) -> dict[str, dict[str, bytes]]:
+        """Full-page PNGs of each page at each width (`{"desktop": 1280, "mobile": 390}`), scripts off.
+
+        Raises RENDER_FAILED naming the requests a page made outside the site."""
+        context, refused = await self._site_context(files, javascript=False)
+        shots: dict[str, dict[str, bytes]] = {}
+        try:
+            page = await context.new_page()
+            for name in pages:
+                shots[name] = {}
+                for label, width in widths.items():
+                    await page.set_viewport_size({"width": width, "height": 800 if width > 600 else 844})
+                    await asyncio.wait_for(
+                        page.goto(f"{SITE_ORIGIN}/{name}", wait_until="load"), self.timeout_s
+                    )
+                    shots[name][label] = await page.screenshot(type="png", full_page=True)
+        except (PlaywrightError, TimeoutError) as e:
+            raise TransientError(f"Chromium failed to render the site: {e}") from e
+        finally:
+            with contextlib.suppress(PlaywrightError):
+                await context.close()
+        if refused:
+            raise AdgraphError(
+                "SITE_CHECK_FAILED",
+                f"the site asked for {len(refused)} files outside it: {', '.join(refused[:5])}",
+                check="no_network_requests",
+                requests=refused[:20],
+            )
+        return shots
+
+    async def audit_site(self, files: dict[str, bytes], pages: list[str]) -> dict[str, list[dict]]:
+        """axe-core's serious and critical violations per page (the site's own scripts never run: it has
+        none, and the checks refuse any)."""
+        if not AXE_JS.is_file():
+            raise AdgraphError(
+                "MODEL_UNAVAILABLE",
+                f"axe-core is not installed at {AXE_JS}; run `npm ci` (make setup) in the project root",
+            )
+        axe = AXE_JS.read_text()
+        context, _ = await self._site_context(files, javascript=True)
+        found: dict[str, list[dict]] = {}
+        try:
+            page = await context.new_page()
+            await page.set_viewport_size({"width": 1280, "height": 800})
+            for name in pages:
+                await asyncio.wait_for(page.goto(f"{SITE_ORIGIN}/{name}", wait_until="load"), self.timeout_s)
+                await page.add_script_tag(content=axe)
+                result = await asyncio.wait_for(
+                    page.evaluate(
+                        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                        ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+                        " nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))"
+                    ),
+                    self.timeout_s,
+                )
+                found[name] = result
+        except (PlaywrightError, TimeoutError) as e:
+            raise TransientError(f"Chromium failed to audit the site: {e}") from e
+        finally:
+            with contextlib.suppress(PlaywrightError):
+                await context.close()
+        return found
