@@ -26,6 +26,26 @@ app.add_typer(jobs_app, name="jobs")
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
 
 
+AgentsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
+        "Default: ADGRAPH_AGENTS, else rules."
+    ),
+]
+
+
+def settings_with_agents(agents: str | None) -> Any:
+    """Settings from the environment, with `--agents` (if given) over ADGRAPH_AGENTS."""
+    from service.settings import Settings
+
+    if agents is None:
+        return Settings()
+    if agents not in ("rules", "llm"):
+        raise AdgraphError("INVALID_INPUT", f"--agents {agents!r}: choose 'rules' or 'llm'", field="agents")
+    return Settings(agents=agents)
+
+
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
     try:
         code = asyncio.run(coro_fn())
@@ -98,6 +118,7 @@ def ad(
     seed: Annotated[int, typer.Option(help="Same seed, same backdrop.")] = 0,
     text_position: Annotated[str, typer.Option(help="auto, top, center or bottom.")] = "auto",
     font: Annotated[str | None, typer.Option(help="An installed font family (see `adgraph fonts`).")] = None,
+    agents: AgentsOpt = None,
 ) -> None:
     """Make an ad from a product photo and a line of copy."""
 
@@ -106,7 +127,6 @@ def ad(
         from nodes.backends.fonts import FontconfigCatalog
         from service.jobs import new_job_id, run_job
         from service.requests import AdOptions, parse
-        from service.settings import Settings
         from service.workflows import ad_graph_input
 
         opts = parse(
@@ -125,7 +145,7 @@ def ad(
         if not product.is_file():
             raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
         data = product.read_bytes()
-        settings = Settings()
+        settings = settings_with_agents(agents)
         # Refuse bad input before anything starts or is stored.
         validate_image(data, max_pixels=settings.max_image_pixels, name=str(product))
         font_family = FontconfigCatalog().resolve(opts.font) if opts.font else None
