@@ -486,5 +486,10 @@ def jobs_branch(
     _run(main)
 
 
+from service.cli_homepage import homepage  # noqa: E402 - registered here, written in its own module
+
+app.command()(homepage)
+
+
 def main() -> None:  # pragma: no cover
     app()
