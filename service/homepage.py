@@ -125,3 +125,40 @@ def write_homepage_outputs(result: RunResult, store: FileArtifactStore, out_dir:
         doc["error"] = result.error.to_dict()
     _atomic_write(out_dir / "result.json", json.dumps(doc, indent=2, ensure_ascii=False).encode())
     return doc
+
+
+HOMEPAGE_BRANCH_FIELDS = ("style", "pages", "profile")
+
+
+def homepage_branch_changes(
+    values: dict[str, Any], changes: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply a branch's `changes` to a homepage checkpoint's `values`: (the new job's input, state overrides).
+
+    "Same plan, new design" is a branch from `plan` with a new `style`."""
+    from service.requests import parse
+
+    unknown = set(changes) - set(HOMEPAGE_BRANCH_FIELDS)
+    if unknown:
+        raise AdgraphError(
+            "INVALID_INPUT",
+            f"cannot change {', '.join(sorted(unknown))} in a homepage branch; "
+            f"change one of {', '.join(HOMEPAGE_BRANCH_FIELDS)}",
+            fields=sorted(unknown),
+        )
+    if "profile" not in values:
+        raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
+    current = {
+        "profile": values["profile"].model_dump(exclude_none=True),
+        "images": [ref.id for ref in values["images"]],
+        "pages": values["pages"],
+        "style": values["style"],
+    }
+    merged = parse(HomepageJobInput, {**current, **changes})
+    overrides: dict[str, Any] = {}
+    if merged.profile != values["profile"]:
+        overrides["profile"] = merged.profile
+    for key in ("pages", "style"):
+        if getattr(merged, key) != values[key]:
+            overrides[key] = getattr(merged, key)
+    return merged.model_dump(mode="json", exclude_none=False), overrides
