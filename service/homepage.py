@@ -48,6 +48,8 @@ class HomepageJobInput(BaseModel):
     def _pages(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return None
+        if len(v) > MAX_PAGES:
+            raise ValueError(f"{len(v)} pages requested; a site has at most {MAX_PAGES}")
         unknown = [p for p in v if p not in PAGE_KINDS]
         if unknown:
             raise ValueError(f"unknown pages {unknown}; choose from {', '.join(PAGE_KINDS)}")
