@@ -73,6 +73,7 @@ def homepage(
 
     async def main() -> int:
         settings, opts, files = await asyncio.to_thread(prepare)
+        from checkpoints.artifacts import FileArtifactStore
         from checkpoints.ingest import store_photo
         from checkpoints.saver import open_checkpointer
         from graph.homepage import build_homepage_graph
@@ -86,16 +87,17 @@ def homepage(
         from service.jobs import new_job_id, run_job
         from service.site_context import make_homepage_context
 
+        # An artifact id that names nothing (or no image) is refused before Chromium or a job starts.
+        store = FileArtifactStore(settings.artifacts_dir)
+        find_images(store, [name for name, data in files if not data])
+        refs = [
+            store_photo(store, data, max_pixels=settings.max_image_pixels, name=name)
+            if data
+            else find_images(store, [name])[0]
+            for name, data in files
+        ]
         async with open_checkpointer(settings.checkpoints) as saver, make_renderer(settings) as renderer:
             ctx = make_homepage_context(settings, renderer)
-            refs = []
-            for name, data in files:
-                if data:
-                    refs.append(
-                        store_photo(ctx.artifacts, data, max_pixels=settings.max_image_pixels, name=name)
-                    )
-                else:
-                    refs += find_images(ctx.artifacts, [name])
             job_id = new_job_id()
             print(f"adgraph: homepage job {job_id}", file=sys.stderr, flush=True)
             graph = build_homepage_graph(saver)
