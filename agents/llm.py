@@ -56,6 +56,9 @@ class LLMConfig:
     timeout_s: float = 60.0
     max_tokens: int = 256
     temperature: float = 0.0
+    max_retries: int = 1
+    """Retries of a failed request (rate limits, dropped connections); 0 for the embedded server, where a
+    request that timed out would only time out again."""
 
 
 def make_chat_model(config: LLMConfig, *, http_client: httpx.AsyncClient | None = None) -> BaseChatModel:
@@ -72,7 +75,7 @@ def make_chat_model(config: LLMConfig, *, http_client: httpx.AsyncClient | None 
         model=config.model,
         api_key=SecretStr(config.api_key),
         timeout=config.timeout_s,
-        max_retries=1,
+        max_retries=config.max_retries,
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         http_async_client=http_client,
@@ -128,19 +131,16 @@ class Usage:
 
 
 def report_fallback(agent: str, part: str, reason: str, usage: Usage | None = None) -> None:
-    """Record that the rules decided `part` for `agent`: a job event (inside a graph node) and a count."""
-    event = {"type": "fallback", "agent": agent, "part": part, "reason": reason[:500]}
+    """Record that the rules decided `part` for `agent`: a job event and the node's provenance (inside a
+    graph node, see `agents.provenance`), and a count in `usage`."""
+    from .provenance import report_fallback as report
+
+    reason = reason[:500]
     log.info("LLM fallback: %s %s: %s", agent, part, reason)
     if usage is not None:
         usage.agent(agent).fallbacks += 1
-        usage.fallbacks.append({k: v for k, v in event.items() if k != "type"})
-    from langgraph.config import get_stream_writer
-
-    try:
-        writer = get_stream_writer()
-    except RuntimeError:  # not inside a graph run (a unit test, a benchmark calling the agent directly)
-        return
-    writer(event)
+        usage.fallbacks.append({"agent": agent, "part": part, "reason": reason})
+    report(agent=agent, part=part, reason=reason)
 
 
 # -- structured answers -------------------------------------------------------------------------------
@@ -342,7 +342,11 @@ class EmbeddedLLMServer:
 
     def config(self, *, timeout_s: float = 60.0, max_tokens: int = 256) -> LLMConfig:
         return LLMConfig(
-            base_url=self.base_url, model=EMBEDDED_ALIAS, timeout_s=timeout_s, max_tokens=max_tokens
+            base_url=self.base_url,
+            model=EMBEDDED_ALIAS,
+            timeout_s=timeout_s,
+            max_tokens=max_tokens,
+            max_retries=0,
         )
 
     async def __aenter__(self) -> EmbeddedLLMServer:
