@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from checkpoints.saver import open_checkpointer
 from service.api import artifacts, errors, jobs, meta
 from service.api.deps import Resources
-from service.context import ad_context, make_ad_context, make_renderer
+from service.context import ad_context, chat_of, make_ad_context, make_renderer
 from service.db import make_engine, migrate
 from service.events import EventBus
 from service.runner import JobRunner, RemoteRunner
@@ -47,7 +47,7 @@ def create_app(
             else:  # the API needs the artifact store and fonts, not the models or Chromium
                 ctx = make_ad_context(settings, make_renderer(settings))
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
-            contexts = {"ad": ctx, "homepage": homepage_context(settings, ctx.renderer)}
+            contexts = {"ad": ctx, "homepage": homepage_context(settings, ctx.renderer, chat=chat_of(ctx))}
             store, bus = JobStore(engine), EventBus()
             if run_jobs:
                 # The runner gets its own connections: its lease renewals and progress writes must not

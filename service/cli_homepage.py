@@ -78,7 +78,7 @@ def homepage(
         from checkpoints.saver import open_checkpointer
         from graph.homepage import build_homepage_graph
         from graph.state import HOMEPAGE_NODES
-        from service.context import make_renderer
+        from service.context import make_renderer, open_llm
         from service.homepage import (
             find_images,
             homepage_graph_input,
@@ -96,8 +96,12 @@ def homepage(
             else find_images(store, [name])[0]
             for name, data in files
         ]
-        async with open_checkpointer(settings.checkpoints) as saver, make_renderer(settings) as renderer:
-            ctx = make_homepage_context(settings, renderer)
+        async with (
+            open_checkpointer(settings.checkpoints) as saver,
+            make_renderer(settings) as renderer,
+            open_llm(settings) as chat,
+        ):
+            ctx = make_homepage_context(settings, renderer, chat=chat)
             job_id = new_job_id()
             print(f"adgraph: homepage job {job_id}", file=sys.stderr, flush=True)
             graph = build_homepage_graph(saver)

@@ -95,6 +95,12 @@ def make_ad_context(settings: Settings, renderer: Renderer, chat: BaseChatModel 
     )
 
 
+def chat_of(ctx: AdContext) -> BaseChatModel | None:
+    """The chat model the ad context's LLM agents use (None with rule agents): the homepage's agents share
+    it, so one process runs one LLM server."""
+    return getattr(ctx.planner, "chat", None)
+
+
 @asynccontextmanager
 async def ad_context(settings: Settings) -> AsyncIterator[AdContext]:
     """The embedded-default context with a warm Chromium (and the LLM, if asked for), closed on exit."""

@@ -353,7 +353,7 @@ async def run_worker(settings: Any) -> None:
     import signal
 
     from checkpoints.saver import open_checkpointer
-    from service.context import ad_context
+    from service.context import ad_context, chat_of
     from service.db import make_engine, migrate
     from service.site_context import make_homepage_context
     from service.workflows import WORKFLOWS
@@ -363,7 +363,7 @@ async def run_worker(settings: Any) -> None:
         await migrate(engine)
         async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
-            site_ctx = make_homepage_context(settings, ctx.renderer)
+            site_ctx = make_homepage_context(settings, ctx.renderer, chat=chat_of(ctx))
             runner = JobRunner(
                 JobStore(engine),
                 WORKFLOWS,

@@ -64,3 +64,23 @@ def test_cli_refuses_unknown_agents(tmp_path) -> None:
     assert r.exit_code == 2
     assert json.loads(r.stdout.splitlines()[0])["error"]["code"] == "INVALID_INPUT"
     assert "--agents 'gpt'" in r.stderr
+
+
+async def test_the_homepage_shares_the_ad_contexts_llm(tmp_path) -> None:
+    from agents.llm_site import LLMSiteDesigner, LLMSiteDeveloper, LLMSitePlanner
+    from agents.site_rules import RuleSitePlanner
+    from service.context import chat_of
+    from service.site_context import make_homepage_context
+
+    settings = Settings(
+        data_dir=tmp_path, agents="llm", llm_base_url="http://127.0.0.1:8001/v1", llm_model="m"
+    )
+    async with open_llm(settings) as chat:
+        ad = make_ad_context(settings, FakeRenderer(), chat)
+        assert chat_of(ad) is chat
+        site = make_homepage_context(settings, FakeRenderer(), chat=chat_of(ad))
+        assert isinstance(site.planner, LLMSitePlanner) and isinstance(site.designer, LLMSiteDesigner)
+        assert isinstance(site.developer, LLMSiteDeveloper) and site.planner.chat is chat
+    rules = make_ad_context(Settings(data_dir=tmp_path), FakeRenderer())
+    assert chat_of(rules) is None
+    assert isinstance(make_homepage_context(settings, FakeRenderer(), chat=None).planner, RuleSitePlanner)
