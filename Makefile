@@ -7,12 +7,16 @@ PHOTO := out/coffee.png
 
 .PHONY: setup system run stop test test-unit bench lint clean
 
-# Debian packages: Chromium for rendering, Nanum fonts for Korean text. Skipped when already present.
+# Debian packages: Chromium for rendering, Nanum fonts for Korean text, npm for axe-core. Skipped when present.
 system:
-	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q Nanum; then \
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q Nanum || ! command -v npm >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig npm; \
 	fi
+
+# axe-core (pinned in package.json / package-lock.json) for the homepage's accessibility check.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-setup: system $(VENV)/.installed
+setup: system $(VENV)/.installed node_modules/.package-lock.json
 
 $(PHOTO): | $(VENV)/.installed
 	@mkdir -p out
@@ -48,6 +52,7 @@ test-unit: setup
 
 bench: setup
 	$(PY) bench/ad_job.py
+	$(PY) bench/homepage_job.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -389,11 +389,15 @@ async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> in
             if asyncio.get_running_loop().time() > deadline:
                 raise AdgraphError("INTERNAL", f"the LangGraph dev server did not answer at {url}")
             await asyncio.sleep(0.5)
+    threads: dict[str, str] = {}  # thread id -> graph: a homepage job's state has a business profile
     async with open_checkpointer(settings.checkpoints) as saver:
-        threads = {t.config["configurable"]["thread_id"] async for t in saver.alist(None)}
+        async for t in saver.alist(None):
+            channels = t.checkpoint.get("channel_values", {})
+            graph_id = "homepage" if "profile" in channels else "ad"
+            threads.setdefault(t.config["configurable"]["thread_id"], graph_id)
     async with get_client(url=url) as client:
-        for thread_id in threads:
-            await client.threads.create(thread_id=thread_id, graph_id="ad", if_exists="do_nothing")
+        for thread_id, graph_id in threads.items():
+            await client.threads.create(thread_id=thread_id, graph_id=graph_id, if_exists="do_nothing")
     return len(threads)
 
 
