@@ -393,8 +393,11 @@ async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> in
     async with open_checkpointer(settings.checkpoints) as saver:
         async for t in saver.alist(None):
             channels = t.checkpoint.get("channel_values", {})
-            graph_id = "homepage" if "profile" in channels else "ad"
-            threads.setdefault(t.config["configurable"]["thread_id"], graph_id)
+            thread_id = t.config["configurable"]["thread_id"]
+            if "profile" in channels or "profile" in (channels.get("__start__") or {}):
+                threads[thread_id] = "homepage"
+            else:
+                threads.setdefault(thread_id, "ad")
     async with get_client(url=url) as client:
         for thread_id, graph_id in threads.items():
             await client.threads.create(thread_id=thread_id, graph_id=graph_id, if_exists="do_nothing")
