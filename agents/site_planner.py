@@ -21,9 +21,11 @@ T = {
         "why": "{name}만의 강점",
         "for": "이런 분께 추천해요",
         "for_body": "{target}{eul} 위해 준비했습니다.",
-        "welcome": "{where}{type} {name}에 오신 것을 환영합니다.",
+        "welcome": "{where}{welcome_type}{name}에 오신 것을 환영합니다.",
         "about_h": "{name} 이야기",
-        "about_body": "{name}{eun} {where}{type}입니다. {strength}",
+        "about_body": "{name}{eun} {where}{type}입니다.",
+        "about_plain": "{name}{eun} 찾아 주시는 분들을 위해 문을 열었습니다.",
+        "proud": "{strength}{iga} 저희의 자랑입니다.",
         "promise": "우리의 약속",
         "promise_body": "찾아 주시는 한 분 한 분께 정성을 다하겠습니다.",
         "menu_h": "대표 메뉴와 서비스",
@@ -51,7 +53,9 @@ T = {
         "for_body": "We look after {target}.",
         "welcome": "Welcome to {name}, {type_a}{where_en}.",
         "about_h": "The story of {name}",
-        "about_body": "{name} is {type_a}{where_en}. {strength}",
+        "about_body": "{name} is {type_a}{where_en}.",
+        "about_plain": "{name} opened its doors for you.",
+        "proud": "We are proud of: {strength}.",
         "promise": "Our promise",
         "promise_body": "Every visitor gets our full attention, every time.",
         "menu_h": "What we offer",
@@ -82,7 +86,7 @@ def particle(word: str, with_final: str, without_final: str) -> str:
 
 def strengths(profile: Profile) -> list[str]:
     parts = [p.strip(" .") for p in _SPLIT.split(profile.store_strength or "") if p.strip(" .")]
-    return parts[:6]
+    return [p[:1].upper() + p[1:] for p in parts[:6]]
 
 
 def choose_pages(profile: Profile, requested: list[str] | None) -> list[str]:
@@ -102,11 +106,12 @@ class RuleSitePlanner:
         lang = profile.language
         t = T[lang]
         kind = profile.store_type or t["store"]
-        if kind.casefold() in profile.store_name.casefold():  # "카페 봄" is already a 카페
-            kind = t["store"]
+        # "카페 봄" says it is a 카페 already ("Blue Door Bakery, a bakery" reads fine in English)
+        named = lang == "ko" and kind.casefold() in profile.store_name.casefold()
         f = {
             "name": profile.store_name,
             "type": kind,
+            "welcome_type": "" if named or not profile.store_type else f"{kind} ",
             "type_a": f"a {kind}" if lang == "en" and profile.store_type else kind,
             "where": f"{profile.location}의 " if profile.location else "",
             "where_en": f" in {profile.location}" if profile.location else "",
@@ -159,7 +164,11 @@ class RuleSitePlanner:
                 )
             sections.append(contact)
         elif slug == "about":
-            body = t["about_body"].format(**f).strip()
+            known = profile.store_type or profile.location
+            body = (t["about_body"] if known else t["about_plain"]).format(**f)
+            if items:
+                listed = ", ".join(items)
+                body += " " + t["proud"].format(strength=listed, iga=particle(listed, "이", "가"))
             sections = [
                 SiteSection(
                     id="story", kind="text", heading=t["about_h"].format(**f), body=body[:1200], images=1
