@@ -91,7 +91,9 @@ def _is_external(url: str) -> bool:
 def _urls(page: _Page) -> list[tuple[str, str]]:
     """(attribute, url) of every URL the page refers to, CSS in style attributes and elements included."""
     out: list[tuple[str, str]] = []
-    for _, attrs in page.tags:
+    for tag, attrs in page.tags:
+        if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "refresh":
+            out.append(("http-equiv=refresh", (attrs.get("content") or "").partition("=")[2].strip(" '\"")))
         for name, value in attrs.items():
             if value is None:
                 continue

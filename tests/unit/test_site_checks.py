@@ -67,6 +67,12 @@ def edited(files: dict[str, bytes], path: str, old: str, new: str, count: int = 
             "no_external_urls",
         ),
         ("index.html", "</body>", "<script>fetch('x')</script></body>", "no_external_urls"),
+        (
+            "index.html",
+            "</head>",
+            '<meta http-equiv="refresh" content="0; url=https://evil.example/"></head>',
+            "no_external_urls",
+        ),
         ("index.html", 'href="about.html"', 'href="abuot.html"', "links_resolve"),
         ("index.html", 'href="#main"', 'href="#nowhere"', "links_resolve"),
         ("index.html", 'href="contact.html"', 'href="contact.html#nothing-here"', "links_resolve"),
