@@ -53,22 +53,25 @@ async def download(artifact_id: str, res: Res) -> FileResponse:
 
 
 class UploadLimit:
-    """Refuse an upload body over `limit` bytes as it streams in, before it is buffered whole.
+    """Refuse a request body over its limit as it streams in, before it is buffered whole.
 
-    Pure ASGI: past the limit it answers 413 itself and tells the app the client went away.
+    Uploads to `path` may carry `limit` bytes (IMAGE_TOO_LARGE); every other body, all JSON, `json_limit`
+    (REQUEST_TOO_LARGE). Pure ASGI: past a limit it answers 413 itself and tells the app the client left.
     """
 
     SLACK = 64 * 1024  # multipart framing and headers around the file
 
-    def __init__(self, app, limit: int, path: str = "/v1/artifacts") -> None:
-        self.app, self.limit, self.path = app, limit, path
+    def __init__(self, app, limit: int, path: str = "/v1/artifacts", json_limit: int = 2**20) -> None:
+        self.app, self.limit, self.path, self.json_limit = app, limit, path, json_limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        upload = scope["path"].rstrip("/") == self.path
+        limit = self.limit + self.SLACK if upload else self.json_limit
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit + self.SLACK:
-            return await self._refuse(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            return await self._refuse(upload, scope, receive, send)
         seen, refused = 0, False
 
         async def limited_receive():
@@ -78,9 +81,9 @@ class UploadLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit + self.SLACK:
+                if seen > limit:
                     refused = True
-                    await self._refuse(scope, receive, send)
+                    await self._refuse(upload, scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
 
@@ -94,13 +97,15 @@ class UploadLimit:
             if not refused:
                 raise
 
-    async def _refuse(self, scope, receive, send) -> None:
+    async def _refuse(self, upload: bool, scope, receive, send) -> None:
         from service.api.errors import error_response
 
-        response = error_response(
-            "IMAGE_TOO_LARGE",
-            f"the upload is over the {self.limit} byte limit (ADGRAPH_MAX_UPLOAD_BYTES)",
-            413,
-            {"limit_bytes": self.limit},
-        )
+        if upload:
+            code, limit, setting = "IMAGE_TOO_LARGE", self.limit, "ADGRAPH_MAX_UPLOAD_BYTES"
+            what = "the upload"
+        else:
+            code, limit, setting = "REQUEST_TOO_LARGE", self.json_limit, None
+            what = "the request body"
+        message = f"{what} is over the {limit} byte limit" + (f" ({setting})" if setting else "")
+        response = error_response(code, message, 413, {"limit_bytes": limit})
         await response(scope, receive, send)

@@ -581,6 +581,14 @@ def test_other_malformed_job_requests_and_the_server_keeps_serving(live, photo, 
     error_of(http.post("/v1/jobs", json=missing), 404, "ARTIFACT_NOT_FOUND")
     error_of(http.delete(f"/v1/jobs/{done_job['job']['id']}"), 405, "METHOD_NOT_ALLOWED")
     error_of(http.get("/v1/nothing-here"), 404, "NOT_FOUND")
+    # a JSON body is small: a huge one is refused as it streams in, declared or not
+    huge = {"workflow": "ad", "input": {"product_image": photo["id"], "headline": "x" * (2 * 2**20)}}
+    too_big = error_of(http.post("/v1/jobs", json=huge), 413, "REQUEST_TOO_LARGE")
+    assert too_big["details"]["limit_bytes"] == 2**20
+    streamed = iter([b'{"workflow": "ad", "input": {"headline": "', b"x" * 2**16 * 20, b'"}}'])
+    r = http.post("/v1/jobs", content=streamed, headers={"Content-Type": "application/json"})
+    assert "content-length" not in r.request.headers
+    error_of(r, 413, "REQUEST_TOO_LARGE")
     assert count_jobs(http) == before
 
     assert http.get("/healthz").json() == {"status": "ok"}
