@@ -411,7 +411,12 @@ def jobs_checkpoints(job_id: str) -> None:
     async def main() -> int:
         from checkpoints.history import history
         from graph.state import AD_NODES
+        from service import cli_homepage
+        from service.settings import Settings
 
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            typer.echo(json.dumps(await cli_homepage.checkpoints(settings, job_id), indent=2))
+            return 0
         async with _environment(with_context=False) as env:
             rows = await history(env.graph, job_id, AD_NODES)
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -426,8 +431,12 @@ def jobs_resume(job_id: str, out: OutOpt) -> None:
 
     async def main() -> int:
         from checkpoints.history import thread_config
+        from service import cli_homepage
         from service.jobs import run_job
+        from service.settings import Settings
 
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            return await cli_homepage.resume(settings, job_id, out)
         async with _environment() as env:
             snapshot = await env.graph.aget_state(thread_config(job_id))
             if not snapshot.values:
@@ -454,6 +463,9 @@ def jobs_branch(
     prompt: Annotated[str | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     font: Annotated[str | None, typer.Option()] = None,
+    style: Annotated[
+        str | None, typer.Option(help="Homepage jobs: a new style hint (branch from `plan`: same plan).")
+    ] = None,
 ) -> None:
     """Start a new job from a checkpoint of JOB_ID with new inputs; the source job is unchanged."""
 
@@ -461,9 +473,21 @@ def jobs_branch(
         from checkpoints.history import find_snapshot, seed_branch
         from graph.ad import INPUT_CONSUMERS
         from graph.state import AD_NODES
+        from service import cli_homepage
         from service.jobs import branch_changes, new_job_id, run_job
+        from service.settings import Settings
 
-        async with _environment() as env:
+        ad_changes = [headline, subline, cta, prompt, seed, font]
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            if any(v is not None for v in ad_changes):
+                raise AdgraphError("INVALID_INPUT", f"job {job_id} is a homepage: change its --style")
+            changes = {"style": style} if style is not None else {}
+            return await cli_homepage.branch(
+                settings, job_id, out, checkpoint_id=from_checkpoint, node=from_node, changes=changes
+            )
+        if style is not None:
+            raise AdgraphError("INVALID_INPUT", f"--style is for homepage jobs; job {job_id} is an ad")
+        async with _environment(settings) as env:
             source = await find_snapshot(
                 env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint, node=from_node
             )

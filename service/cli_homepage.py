@@ -111,7 +111,11 @@ def homepage(
             doc = write_homepage_outputs(result, ctx.artifacts, out)
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         if result.error is not None:
-            typer.echo(f"error: {result.error.code}: {result.error.message}", err=True)
+            typer.echo(
+                f"error: {result.error.code}: {result.error.message} "
+                f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
+                err=True,
+            )
             return 1
         return 0
 
@@ -136,3 +140,100 @@ def _read_profile(path: Path) -> dict[str, Any]:
             "INVALID_INPUT", f"{path} must hold a JSON object of profile fields", field="profile"
         )
     return data
+
+
+# -- `adgraph jobs …` on homepage jobs ---------------------------------------------------------------------
+
+
+async def is_homepage_job(settings: Any, job_id: str) -> bool:
+    """Whether thread `job_id` is a homepage job (its state holds a business profile)."""
+    from checkpoints.history import thread_config
+    from checkpoints.saver import open_checkpointer
+
+    async with open_checkpointer(settings.checkpoints) as saver:
+        found = await saver.aget_tuple(thread_config(job_id))
+    if found is None:
+        return False
+    channels = found.checkpoint.get("channel_values", {})
+    return "profile" in channels or "profile" in (channels.get("__start__") or {})
+
+
+async def checkpoints(settings: Any, job_id: str) -> list[dict[str, Any]]:
+    from checkpoints.history import history
+    from checkpoints.saver import open_checkpointer
+    from graph.homepage import build_homepage_graph
+    from graph.state import HOMEPAGE_NODES
+
+    async with open_checkpointer(settings.checkpoints) as saver:
+        rows = await history(build_homepage_graph(saver), job_id, HOMEPAGE_NODES)
+    return [r.as_dict() for r in rows]
+
+
+async def resume(settings: Any, job_id: str, out: Path) -> int:
+    from checkpoints.history import thread_config
+
+    async def run(graph: Any, ctx: Any) -> Any:
+        from graph.state import HOMEPAGE_NODES
+        from service.jobs import run_job
+
+        snapshot = await graph.aget_state(thread_config(job_id))
+        if not snapshot.next:
+            raise AdgraphError("JOB_NOT_RESUMABLE", f"job {job_id} already finished; branch it instead")
+        return await run_job(graph, ctx, job_id, None, listener=_progress, order=HOMEPAGE_NODES)
+
+    return await _run_and_write(settings, run, out)
+
+
+async def branch(
+    settings: Any,
+    job_id: str,
+    out: Path,
+    *,
+    checkpoint_id: str | None,
+    node: str | None,
+    changes: dict[str, Any],
+) -> int:
+    """A new homepage job from a checkpoint of `job_id` with `changes` (style, pages, profile)."""
+    from checkpoints.history import find_snapshot, seed_branch
+    from graph.homepage import HOMEPAGE_INPUT_CONSUMERS
+    from graph.state import HOMEPAGE_NODES
+    from service.homepage import homepage_branch_changes
+    from service.jobs import new_job_id, run_job
+
+    async def run(graph: Any, ctx: Any) -> Any:
+        source = await find_snapshot(graph, job_id, HOMEPAGE_NODES, checkpoint_id=checkpoint_id, node=node)
+        _, overrides = homepage_branch_changes(source.values, changes)
+        new_id = new_job_id()
+        parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
+        config = await seed_branch(
+            graph, source, new_id, HOMEPAGE_NODES, overrides, HOMEPAGE_INPUT_CONSUMERS, {"parent": parent}
+        )
+        print(f"adgraph: job {new_id} branched from {job_id}", file=sys.stderr, flush=True)
+        config = {**config, "metadata": {"parent": parent}}
+        return await run_job(
+            graph, ctx, new_id, None, config=config, listener=_progress, order=HOMEPAGE_NODES
+        )
+
+    return await _run_and_write(settings, run, out)
+
+
+async def _run_and_write(settings: Any, run: Any, out: Path) -> int:
+    from checkpoints.saver import open_checkpointer
+    from graph.homepage import build_homepage_graph
+    from service.context import make_renderer
+    from service.homepage import write_homepage_outputs
+    from service.site_context import make_homepage_context
+
+    async with open_checkpointer(settings.checkpoints) as saver, make_renderer(settings) as renderer:
+        ctx = make_homepage_context(settings, renderer)
+        result = await run(build_homepage_graph(saver), ctx)
+        doc = write_homepage_outputs(result, ctx.artifacts, out)
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    if result.error is not None:
+        typer.echo(
+            f"error: {result.error.code}: {result.error.message} "
+            f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
+            err=True,
+        )
+        return 1
+    return 0

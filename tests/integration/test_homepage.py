@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -32,7 +33,7 @@ def adgraph(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def korean_site(tmp_path_factory) -> tuple[Path, dict]:
+def korean_site(tmp_path_factory) -> tuple[Path, dict, dict[str, str]]:
     """`adgraph homepage` on a Korean profile with two photos, all five pages."""
     import os
 
@@ -43,11 +44,11 @@ def korean_site(tmp_path_factory) -> tuple[Path, dict]:
     args = ["--profile", str(tmp / "profile.json"), "--image", str(BANANA), "--image", str(FISH)]
     proc = adgraph("homepage", *args, "--out", str(out), env=env)
     assert proc.returncode == 0, proc.stderr
-    return out, json.loads(proc.stdout)
+    return out, json.loads(proc.stdout), env
 
 
 def test_the_cli_writes_the_site_screens_zip_and_result(korean_site):
-    out, doc = korean_site
+    out, doc, _ = korean_site
     assert doc == json.loads((out / "result.json").read_text())
     assert doc["status"] == "succeeded"
     pages = ["index.html", "about.html", "menu.html", "gallery.html", "contact.html"]  # a café gets a menu
@@ -84,7 +85,7 @@ def test_the_cli_writes_the_site_screens_zip_and_result(korean_site):
 async def test_the_site_opens_from_disk_with_no_network(korean_site):
     """Chromium opens site/index.html from file://, every request outside the folder refused: all images
     and fonts load, and the navigation reaches every page."""
-    out, doc = korean_site
+    out, doc, _ = korean_site
     site = (out / "site").resolve()
     outside: list[str] = []
     async with async_playwright() as pw:
@@ -120,6 +121,41 @@ async def test_the_site_opens_from_disk_with_no_network(korean_site):
             assert await page.evaluate("document.fonts.check('16px \"site-nanumsquareround\"')")
         await browser.close()
     assert outside == []
+
+
+def test_the_cli_lists_and_branches_a_homepage_job_same_plan_new_design(korean_site, tmp_path):
+    out, doc, env = korean_site
+    listed = adgraph("jobs", "checkpoints", doc["job_id"], env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [c["node"] for c in json.loads(listed.stdout)][-4:] == list(HOMEPAGE_NODES)
+    args = ["jobs", "branch", doc["job_id"], "--from-node", "plan", "--style", "classic"]
+    proc = adgraph(*args, "--out", str(tmp_path / "b"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    child = json.loads(proc.stdout)
+    assert child["status"] == "succeeded" and child["parent"]["job_id"] == doc["job_id"]
+    assert [n["name"] for n in child["nodes"]] == ["design", "code", "render"]
+    assert child["pages"] == doc["pages"]
+    old, new = (p / "site" / "assets" / "site.css" for p in (out, tmp_path / "b"))
+    assert "NanumMyeongjo" in new.read_text() and "NanumMyeongjo" not in old.read_text()
+    for page in doc["pages"]:  # same plan: the same headings on every page
+        headings = [
+            re.findall(r"<h[12]>(.*?)</h[12]>", (p / "site" / page).read_text())
+            for p in (out, tmp_path / "b")
+        ]
+        assert headings[0] == headings[1]
+    wrong = adgraph(
+        "jobs",
+        "branch",
+        doc["job_id"],
+        "--from-node",
+        "plan",
+        "--headline",
+        "x",
+        "--out",
+        str(tmp_path / "c"),
+        env=env,
+    )
+    assert wrong.returncode == 2 and json.loads(wrong.stdout)["error"]["code"] == "INVALID_INPUT"
 
 
 @SESSION_LOOP
