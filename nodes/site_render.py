@@ -22,6 +22,8 @@ async def site_render(state: HomepageState, runtime: Runtime[HomepageContext]) -
     data = await asyncio.gather(*(ctx.artifacts.read_bytes(ref) for ref in site.files.values()))
     files = dict(zip(site.files, data, strict=True))
     results = check_site(files, state["profile"], state["design"])
+    if failed := {name: found for name, found in results.items() if found}:  # never load a bad site
+        raise AdgraphError("SITE_CHECK_FAILED", f"the site failed {', '.join(failed)}", checks=failed)
     runtime.stream_writer({"type": "progress", "fraction": 0.1, "message": "screenshots and accessibility"})
     # Screenshots (scripts off) and the axe-core audit (its own context) run side by side in one Chromium.
     shots, violations = await asyncio.gather(

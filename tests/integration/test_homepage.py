@@ -189,13 +189,22 @@ async def test_axe_finds_what_a_careless_site_gets_wrong(env):
 
 
 @SESSION_LOOP
-async def test_the_renderer_refuses_requests_outside_the_site(env):
+@pytest.mark.parametrize(
+    "url", ["https://cdn.example.com/t.css", "file:///etc/hostname", "../../../../../../etc/hostname"]
+)
+async def test_the_renderer_refuses_requests_outside_the_site(env, url):
     from graph.errors import AdgraphError
 
-    html = b'<!DOCTYPE html><html lang="en"><head><title>x</title><link rel="stylesheet" href="https://cdn.example.com/t.css"></head><body></body></html>'
+    html = (
+        '<!DOCTYPE html><html lang="en"><head><title>x</title>'
+        f'<link rel="stylesheet" href="{url}"></head><body><img src="{url}" alt="x"></body></html>'
+    )
     with pytest.raises(AdgraphError) as e:
-        await env.ctx.renderer.screenshot_site({"index.html": html}, ["index.html"], {"desktop": 1280})
-    assert e.value.code == "SITE_CHECK_FAILED" and "cdn.example.com" in e.value.message
+        await env.ctx.renderer.screenshot_site(
+            {"index.html": html.encode()}, ["index.html"], {"desktop": 1280}
+        )
+    assert e.value.code == "SITE_CHECK_FAILED" and e.value.details["check"] == "no_network_requests"
+    assert e.value.details["requests"][0].endswith(url.rsplit("/", 1)[-1])
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,23 @@ async def test_serious_accessibility_violations_fail_the_job(tmp_path):
     no_audit = dataclasses.replace(ctx, audit=False)
     resumed = await run_job(graph, no_audit, "x", None, order=HOMEPAGE_NODES)
     assert resumed.status == "succeeded" and [n["name"] for n in resumed.nodes] == ["render"]
+
+
+async def test_render_refuses_to_load_a_site_whose_files_break_the_rules(tmp_path):
+    renderer = FakeSiteRenderer()
+    ctx = site_context(tmp_path, renderer)
+    graph = build_homepage_graph(InMemorySaver())
+    await run_job(graph, ctx, "a", inputs(ctx), order=HOMEPAGE_NODES)
+    source = await find_snapshot(graph, "a", HOMEPAGE_NODES, node="code")
+    files = source.values["site"].files
+    html = await ctx.artifacts.read_bytes(files["index.html"])
+    tracker = html.replace(b"</body>", b'<img src="https://t.example/p.gif"></body>')
+    site = source.values["site"].model_copy(
+        update={"files": {**files, "index.html": await ctx.artifacts.put_bytes(tracker, "text/html")}}
+    )
+    cfg = await seed_branch(graph, source, "b", HOMEPAGE_NODES, {"site": site}, HOMEPAGE_INPUT_CONSUMERS, {})
+    renderer.screenshots.clear()
+    result = await run_job(graph, ctx, "b", None, config=cfg, order=HOMEPAGE_NODES)
+    assert result.status == "failed" and result.error.code == "SITE_CHECK_FAILED"
+    assert set(result.error.details["checks"]) == {"no_external_urls", "images_have_alt"}
+    assert renderer.screenshots == []  # Chromium never saw it
