@@ -56,7 +56,9 @@ class SiteRenderer(Protocol):
 
 
 class SiteArtifacts(ArtifactStore, Protocol):
-    async def put_bytes(self, data: bytes, mime: str) -> ArtifactRef: ...
+    async def put_bytes(
+        self, data: bytes, mime: str, width: int | None = None, height: int | None = None
+    ) -> ArtifactRef: ...
     async def read_bytes(self, ref: ArtifactRef) -> bytes: ...
 
 

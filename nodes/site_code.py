@@ -12,6 +12,7 @@ from agents.site_schemas import CSS_PATH, SiteImage, SiteManifest, font_paths
 from graph.errors import AdgraphError
 from graph.homepage_context import HomepageContext, homepage_context
 from graph.state import HomepageState
+from nodes.backends.web_images import for_the_web
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -20,11 +21,12 @@ async def site_code(state: HomepageState, runtime: Runtime[HomepageContext]) -> 
     """Write every page's HTML and the stylesheet, check them, and store the site's files."""
     ctx = homepage_context(runtime.context)
     plan, design = state["plan"], state["design"]
+    web = await asyncio.gather(*(for_the_web(ctx.artifacts, ref) for ref in state["images"]))
     images = [
         SiteImage(
             src=f"images/photo-{i + 1}.{_EXT[ref.mime]}", width=ref.width or 800, height=ref.height or 600
         )
-        for i, ref in enumerate(state["images"])
+        for i, ref in enumerate(web)
     ]
     fonts = font_paths(design)
     with collect_fallbacks() as fallbacks:
@@ -50,6 +52,6 @@ async def site_code(state: HomepageState, runtime: Runtime[HomepageContext]) -> 
         *(put(data, "font/ttf") for data in font_data),
     )
     files = dict(zip([*pages, CSS_PATH, *fonts], refs, strict=True))
-    files.update({image.src: ref for image, ref in zip(images, state["images"], strict=True)})
+    files.update({image.src: ref for image, ref in zip(images, web, strict=True)})
     provenance = {**state.get("provenance", {}), "code": provenance_of(ctx.developer.name, fallbacks)}
     return {"site": SiteManifest(files=files, pages=pages), "provenance": provenance}

@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from PIL import Image
 
 from agents.provenance import report_fallback
 from agents.site_rules import RuleSitePlanner
@@ -175,3 +176,21 @@ async def test_render_refuses_to_load_a_site_whose_files_break_the_rules(tmp_pat
     assert result.status == "failed" and result.error.code == "SITE_CHECK_FAILED"
     assert set(result.error.details["checks"]) == {"no_external_urls", "images_have_alt"}
     assert renderer.screenshots == []  # Chromium never saw it
+
+
+async def test_big_photos_are_scaled_for_the_web_and_small_ones_kept(tmp_path):
+    ctx = site_context(tmp_path)
+    big = ctx.artifacts.put_image_sync(Image.new("RGB", (2400, 1200), (10, 120, 200)))
+    clear = ctx.artifacts.put_image_sync(Image.new("RGBA", (1700, 1700), (0, 0, 0, 0)))
+    small = ctx.artifacts.put_bytes_sync(tiny_png(20, 10), "image/png", 20, 10)
+    graph = build_homepage_graph(InMemorySaver())
+    job = {**inputs(ctx, n_images=0), "images": [big, clear, small]}
+    result = await run_job(graph, ctx, "w", job, order=HOMEPAGE_NODES)
+    assert result.status == "succeeded", result.error
+    files = result.values["site"].files
+    assert (files["images/photo-1.jpg"].width, files["images/photo-1.jpg"].height) == (1600, 800)
+    assert files["images/photo-1.jpg"].bytes < big.bytes
+    assert (files["images/photo-2.png"].mime, files["images/photo-2.png"].width) == ("image/png", 1600)
+    assert files["images/photo-3.png"] == small
+    index = (await ctx.artifacts.read_bytes(files["index.html"])).decode()
+    assert 'src="images/photo-1.jpg" alt=' in index and 'width="1600" height="800"' in index
