@@ -89,6 +89,8 @@ class RuleSiteDeveloper:
             for p in plan.pages
         )
         contact_href = _cta_href(plan, profile)
+        if page.slug == "contact" and profile.phone_number:  # on the contact page a button calls
+            contact_href = _tel(profile.phone_number)
         sections = "\n".join(
             _section(s, page, profile, design, placed.get((page.slug, s.id), []), contact_href, ui)
             for s in page.sections
