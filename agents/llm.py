@@ -59,6 +59,10 @@ class LLMConfig:
     max_retries: int = 1
     """Retries of a failed request (rate limits, dropped connections); 0 for the embedded server, where a
     request that timed out would only time out again."""
+    legacy_max_tokens: bool = False
+    """Send the limit as `max_tokens`, not `max_completion_tokens` (what langchain-openai sends): the
+    llama.cpp server ignores the newer name, and a small model then fills its whole context (4096 tokens,
+    minutes) with one runaway string."""
 
 
 def make_chat_model(config: LLMConfig, *, http_client: httpx.AsyncClient | None = None) -> BaseChatModel:
@@ -70,15 +74,20 @@ def make_chat_model(config: LLMConfig, *, http_client: httpx.AsyncClient | None 
     from langchain_openai import ChatOpenAI
     from pydantic import SecretStr
 
+    limit: dict[str, Any] = (
+        {"extra_body": {"max_tokens": config.max_tokens}}
+        if config.legacy_max_tokens
+        else {"max_tokens": config.max_tokens}
+    )
     return ChatOpenAI(
         base_url=config.base_url,
         model=config.model,
         api_key=SecretStr(config.api_key),
         timeout=config.timeout_s,
         max_retries=config.max_retries,
-        max_tokens=config.max_tokens,
         temperature=config.temperature,
         http_async_client=http_client,
+        **limit,
     )
 
 
@@ -347,6 +356,7 @@ class EmbeddedLLMServer:
             timeout_s=timeout_s,
             max_tokens=max_tokens,
             max_retries=0,
+            legacy_max_tokens=True,
         )
 
     async def __aenter__(self) -> EmbeddedLLMServer:

@@ -49,6 +49,7 @@ def llm_config(settings: Settings, base_url: str | None = None) -> LLMConfig:
         timeout_s=settings.llm_timeout_s,
         max_tokens=settings.llm_max_tokens,
         max_retries=1 if settings.llm_base_url else 0,
+        legacy_max_tokens=not settings.llm_base_url,
     )
 
 

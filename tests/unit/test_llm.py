@@ -126,6 +126,19 @@ def test_chat_model_uses_the_configured_server() -> None:
     assert chat.openai_api_key.get_secret_value() == "k"
 
 
+def test_the_embedded_server_gets_its_token_limit_under_the_name_it_reads() -> None:
+    server = llm.EmbeddedLLMServer()
+    server.port = 8123
+    embedded = make_chat_model(server.config(max_tokens=99))
+    payload = embedded._get_request_payload("hi")
+    # llama.cpp ignores max_completion_tokens: the limit must travel as max_tokens
+    assert payload["extra_body"] == {"max_tokens": 99} and "max_completion_tokens" not in payload
+    other = make_chat_model(LLMConfig(base_url="http://x/v1", model="m", max_tokens=99))._get_request_payload(
+        "hi"
+    )
+    assert other["max_completion_tokens"] == 99 and "extra_body" not in other
+
+
 def test_missing_embedded_model_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
