@@ -244,6 +244,7 @@ def stylesheet(design: DesignSystem) -> str:
     body = f'"site-{_slug(t.body_family)}","{t.body_family}",{FALLBACK_STACK}'
     hero_dir = {"split": "row", "banner": "column-reverse", "centered": "column"}[design.hero]
     hero_align = "center" if design.hero == "centered" else "start"
+    hero_items = "stretch" if design.hero == "banner" else "center"
     return f"""{font_faces(design)}
 :root{{--bg:{p.background};--surface:{p.surface};--text:{p.text};--muted:{p.muted};--primary:{p.primary};
 --on-primary:{p.on_primary};--accent:{p.accent};--u:{u}px;--radius:{design.radius_px}px;--max:{design.max_width_px}px}}
@@ -274,11 +275,12 @@ border-bottom:2px solid transparent}}
 nav a[aria-current="page"]{{color:var(--primary);border-bottom-color:var(--primary)}}
 nav a:hover,nav a:focus{{color:var(--primary)}}
 .hero{{padding:calc(var(--u)*8) 0}}
-.hero-row{{display:flex;flex-direction:{hero_dir};align-items:center;gap:calc(var(--u)*5);text-align:{hero_align}}}
+.hero-row{{display:flex;flex-direction:{hero_dir};align-items:{hero_items};gap:calc(var(--u)*5);
+text-align:{hero_align}}}
 .hero-copy{{flex:1 1 0}}
 .hero-copy p{{font-size:{t.size(1)}px;color:var(--muted)}}
 .hero-media{{flex:1 1 0;width:100%}}
-.hero-media img{{width:100%;max-height:520px}}
+.hero-media img{{width:100%;max-height:520px;object-fit:contain;background:var(--surface)}}
 .button{{display:inline-block;background:var(--primary);color:var(--on-primary);text-decoration:none;
 padding:calc(var(--u)*1.5) calc(var(--u)*3);border-radius:{radius};font-weight:700;min-height:44px}}
 .button:hover,.button:focus{{filter:brightness(0.92)}}
