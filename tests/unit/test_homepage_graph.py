@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import zipfile
 
 import pytest
@@ -18,7 +19,7 @@ from checkpoints.saver import serializer
 from graph.errors import AdgraphError
 from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
 from graph.state import HOMEPAGE_NODES
-from service.homepage import homepage_branch_changes
+from service.homepage import homepage_branch_changes, write_homepage_outputs
 from service.jobs import run_job
 from tests.unit.site_support import EN, KO, FakeSiteRenderer, profile, site_context, tiny_png
 
@@ -194,3 +195,25 @@ async def test_big_photos_are_scaled_for_the_web_and_small_ones_kept(tmp_path):
     assert files["images/photo-3.png"] == small
     index = (await ctx.artifacts.read_bytes(files["index.html"])).decode()
     assert 'src="images/photo-1.jpg" alt=' in index and 'width="1600" height="800"' in index
+
+
+async def test_result_json_of_a_failed_job_names_the_failed_check_and_leaves_no_site(tmp_path):
+    bad = {"gallery.html": [{"id": "image-alt", "impact": "critical", "help": "alt text", "nodes": ["img"]}]}
+    ctx = site_context(tmp_path, FakeSiteRenderer(violations=bad))
+    graph = build_homepage_graph(InMemorySaver())
+    ok = await run_job(graph, site_context(tmp_path), "ok", inputs(ctx), order=HOMEPAGE_NODES)
+    out = tmp_path / "out"
+    write_homepage_outputs(ok, ctx.artifacts, out)
+    assert (out / "site" / "index.html").is_file() and (out / "site.zip").is_file()
+    failed = await run_job(graph, ctx, "bad", inputs(ctx), order=HOMEPAGE_NODES)
+    doc = write_homepage_outputs(failed, ctx.artifacts, out)  # the same folder: nothing stale is left
+    assert doc == json.loads((out / "result.json").read_text())
+    assert doc["status"] == "failed" and doc["error"]["code"] == "SITE_CHECK_FAILED"
+    assert doc["checks"] == {"axe": {"passed": False, "problems": [doc["checks"]["axe"]["problems"][0]]}}
+    assert doc["checks"]["axe"]["problems"][0].startswith("gallery.html: critical image-alt")
+    assert doc["pages"] == ["index.html", "about.html", "menu.html", "gallery.html", "contact.html"]
+    assert [n["name"] for n in doc["nodes"]] == list(HOMEPAGE_NODES) and doc["nodes"][-1][
+        "status"
+    ] == "failed"
+    assert set(doc["agents"]) == {"plan", "design", "code"}
+    assert not (out / "site").exists() and not (out / "site.zip").exists() and not (out / "screens").exists()
