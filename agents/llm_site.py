@@ -75,7 +75,8 @@ def copy_problems(text: str, field: str, profile: Profile, *, low: int, high: in
         out.append(f"{field} contains markup; write plain text")
     digits = re.sub(r"\D", "", profile.phone_number or "")
     for m in _PHONE.finditer(text):
-        if re.sub(r"\D", "", m.group()) != digits:
+        found = re.sub(r"\D", "", m.group())
+        if len(found) >= 9 and found != digits:  # a date (2019-08-31) or a price is not a phone number
             out.append(f"{field} has a phone number the shop did not give ({m.group()})")
     return out
 
@@ -299,7 +300,7 @@ class LLMSiteDeveloper:
 
         user = (
             f"{describe(profile)}\nPages: {', '.join(p.slug for p in plan.pages)}. Write a one-sentence "
-            f"description of each page in {LANGUAGE[plan.language]}, like: {plan.tagline}"
+            f"description of each page in {LANGUAGE[plan.language]}, e.g. index: {plan.tagline}"
         )
         choice = await ask(
             self.chat, schema, system=SYSTEM, user=user, agent="developer", part="code.descriptions",
