@@ -4,7 +4,10 @@ Prints: per-node seconds (median over runs) and the whole job's median and p90 f
 pages with two photos; render split into screenshots and the axe-core audit; the load average, because
 the figures are CPU-bound and this machine is shared.
 
-    .venv/bin/python bench/homepage_job.py [--runs 5] [--pages 3] [--agents rules]
+    .venv/bin/python bench/homepage_job.py [--runs 5] [--pages 3] [--agents rules|llm] [--english]
+
+With `--agents llm` (and no ADGRAPH_LLM_BASE_URL) it also prints the embedded LLM server's start-up time,
+and each LLM agent's time, tokens per second and fallbacks per job.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,6 +48,15 @@ PROFILE = {
     "location": "서울 성동구 성수동 123",
     "phone_number": "02-123-4567",
 }
+PROFILE_EN = {
+    "store_name": "Blue Door Bakery",
+    "store_type": "bakery",
+    "advertising_goal": "more weekday visits",
+    "target_customer": "families and commuters",
+    "store_strength": "sourdough baked at 5am; butter croissants; friendly staff",
+    "location": "12 High Street, Leeds",
+    "phone_number": "+44 113 496 0000",
+}
 EXTRA_PAGES = ["about", "contact", "menu"]
 
 
@@ -63,16 +76,39 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
-async def main(runs: int, pages: int, agents: str) -> None:
-    if agents != "rules":
-        raise SystemExit("this script measures the rule agents; the LLM figures come with --agents llm")
-    opts = HomepageJobInput.model_validate({"profile": PROFILE, "pages": EXTRA_PAGES[: max(0, pages - 2)]})
+async def llm_startup(settings: Settings, times: int = 3) -> list[float]:
+    """Seconds from spawning the embedded LLM server to its first good /v1/models answer, `times` times."""
+    from agents.llm import EmbeddedLLMServer
+
+    out = []
+    for _ in range(times):
+        async with EmbeddedLLMServer(threads=settings.llm_threads) as server:
+            out.append(server.startup_s)
+    return out
+
+
+async def main(runs: int, pages: int, agents: str, profile: dict) -> None:
+    from service.context import open_llm
+
+    opts = HomepageJobInput.model_validate({"profile": profile, "pages": EXTRA_PAGES[: max(0, pages - 2)]})
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp))
+        settings = Settings(data_dir=Path(tmp), agents=agents)
+        if agents == "llm" and not settings.llm_base_url:
+            starts = await llm_startup(settings)
+            print(
+                f"embedded LLM server start-up ({settings.llm_threads} threads): median "
+                f"{statistics.median(starts):.2f} s, max {max(starts):.2f} s ({len(starts)} starts)"
+            )
         t0 = time.perf_counter()
-        async with open_checkpointer(settings.checkpoints) as saver, make_renderer(settings) as renderer:
-            print(f"Chromium start (with the checkpointer): {time.perf_counter() - t0:.2f} s")
-            ctx = make_homepage_context(settings, renderer)
+        async with (
+            open_checkpointer(settings.checkpoints) as saver,
+            make_renderer(settings) as renderer,
+            open_llm(settings) as chat,
+        ):
+            print(f"Chromium start (with the checkpointer{' and the LLM' if chat else ''}): "
+                  f"{time.perf_counter() - t0:.2f} s")  # fmt: skip
+            ctx = make_homepage_context(settings, renderer, chat=chat)
+            usage = getattr(ctx.planner, "usage", None)
             images = [
                 ctx.artifacts.put_image_sync(Image.open(PHOTOS / n).convert("RGB"))
                 for n in ("banana.png", "dried_fish_plate.png")
@@ -82,6 +118,9 @@ async def main(runs: int, pages: int, agents: str) -> None:
             cpus: list[float] = []
             per_node: dict[str, list[float]] = {n: [] for n in HOMEPAGE_NODES}
             await run_job(graph, ctx, new_job_id(), homepage_graph_input(opts, images))  # warm-up
+            if usage is not None:  # count the measured runs only
+                usage.agents.clear()
+                usage.fallbacks.clear()
             for _ in range(runs):
                 t, c = time.perf_counter(), cpu_seconds()
                 result = await run_job(
@@ -112,6 +151,19 @@ async def main(runs: int, pages: int, agents: str) -> None:
         f"axe {statistics.median(audits):.2f} s (render runs them side by side)"
     )
     print(f"job: median {statistics.median(totals):.2f} s   p90 {pct(totals, 0.9):.2f} s")
+    if usage is not None:
+        print(f"LLM agents ({settings.llm_model or 'smollm2, embedded'}), per job:")
+        for agent, u in usage.agents.items():
+            print(
+                f"  {agent:<9} {u.seconds / runs:.2f} s   {u.calls / runs:.1f} calls   "
+                f"{u.output_tokens / runs:.0f} tokens out   {u.tokens_per_s:.1f} tokens/s   "
+                f"{u.fallbacks / runs:.1f} fallbacks"
+            )
+        total_llm = sum(u.seconds for u in usage.agents.values()) / runs
+        print(f"  all agents {total_llm:.2f} s per job; fallbacks by part: "
+              f"{dict(Counter(f['part'] for f in usage.fallbacks))}")  # fmt: skip
+        for part, reason in {f["part"]: f["reason"] for f in usage.fallbacks}.items():
+            print(f"    {part}: {reason[:160]}")
     print(f"CPU per job (Python + Chromium, all cores): median {statistics.median(cpus):.2f} s")
     print(f"site.zip {zip_bytes / 2**20:.2f} MiB ({fonts_bytes / 2**20:.2f} MiB of it embedded fonts)")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -122,5 +174,6 @@ if __name__ == "__main__":
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--pages", type=int, default=3)
     ap.add_argument("--agents", choices=["rules", "llm"], default="rules")
+    ap.add_argument("--english", action="store_true", help="An English profile instead of the Korean one.")
     args = ap.parse_args()
-    asyncio.run(main(args.runs, args.pages, args.agents))
+    asyncio.run(main(args.runs, args.pages, args.agents, PROFILE_EN if args.english else PROFILE))
