@@ -145,7 +145,14 @@ class LLMDesigner:
     def _families(self, plan: TextPlan) -> list[str]:
         faces = self.fonts.faces()
         korean = any(_hangul(b.text) for b in plan.blocks)
-        return sorted({f.family for f in faces if f.hangul or not korean})
+        plain = ("coding", "mono", "math")  # code and formula faces are no ad type
+        return sorted(
+            {
+                f.family
+                for f in faces
+                if (f.hangul or not korean) and not any(w in f.family.lower() for w in plain)
+            }
+        )
 
 
 def _hangul(text: str) -> bool:

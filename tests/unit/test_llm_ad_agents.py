@@ -237,3 +237,25 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["events"] == doc["events"] == fallbacks
     assert usage.summary()["planner"]["calls"] == 1 and usage.summary()["designer"]["fallbacks"] == 1
+
+
+async def test_the_designer_never_offers_code_or_formula_faces() -> None:
+    from graph.models import FontFace
+
+    class Fonts(FakeFonts):
+        def faces(self):
+            return [
+                *super().faces(),
+                FontFace(family="FakeCoding", style="Regular", weight=400, file="/f/c.ttf", hangul=True),
+                FontFace(family="Fake Sans Mono", style="Regular", weight=400, file="/f/m.ttf", hangul=False),
+            ]
+
+    plan = await plan_for(EN_COPY, scene(BRIGHT))
+    chat = script(call("StyleChoice", font="LatinOnly", button="#2b6cd0"))
+    design = await LLMDesigner(chat, Fonts(), Usage()).design(
+        plan=plan, analysis=scene(BRIGHT), canvas=CANVAS, font=None
+    )
+    assert {b.font_family for b in design.blocks} == {"LatinOnly"}
+    offered = chat.seen[0][1].content
+    assert "LatinOnly" in offered and "FakeRound" in offered
+    assert "FakeCoding" not in offered and "Mono" not in offered
