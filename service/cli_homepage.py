@@ -220,12 +220,16 @@ async def branch(
 async def _run_and_write(settings: Any, run: Any, out: Path) -> int:
     from checkpoints.saver import open_checkpointer
     from graph.homepage import build_homepage_graph
-    from service.context import make_renderer
+    from service.context import make_renderer, open_llm
     from service.homepage import write_homepage_outputs
     from service.site_context import make_homepage_context
 
-    async with open_checkpointer(settings.checkpoints) as saver, make_renderer(settings) as renderer:
-        ctx = make_homepage_context(settings, renderer)
+    async with (
+        open_checkpointer(settings.checkpoints) as saver,
+        make_renderer(settings) as renderer,
+        open_llm(settings) as chat,  # ADGRAPH_AGENTS=llm: the rest of the job is the LLM's too
+    ):
+        ctx = make_homepage_context(settings, renderer, chat=chat)
         result = await run(build_homepage_graph(saver), ctx)
         doc = write_homepage_outputs(result, ctx.artifacts, out)
     typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
