@@ -215,8 +215,11 @@ class DesignSystem(Frozen):
     """Font files (absolute paths of installed faces) the site embeds; empty means local() only."""
 
 
-def design_problems(design: DesignSystem, installed_families: list[str]) -> list[str]:
-    """Rule violations of a design system: contrast below 4.5:1, fonts that are not installed."""
+def design_problems(
+    design: DesignSystem, installed_families: list[str], *, installed_files: set[str] | None = None
+) -> list[str]:
+    """Rule violations of a design system: contrast below 4.5:1, fonts that are not installed, and (given
+    `installed_files`) a file to embed that is not an installed font's — the site would carry it."""
     out: list[str] = []
     for name, (fg, bg) in design.palette.text_pairs().items():
         c = contrast(fg, bg)
@@ -225,6 +228,10 @@ def design_problems(design: DesignSystem, installed_families: list[str]) -> list
     for role, family in (("heading", design.type.heading_family), ("body", design.type.body_family)):
         if family not in installed_families:
             out.append(f"{role} font {family!r} is not installed")
+    if installed_files is not None:
+        out += [
+            f"font file {f!r} is not an installed font" for f in design.font_files if f not in installed_files
+        ]
     return out
 
 

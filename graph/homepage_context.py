@@ -11,7 +11,7 @@ from typing import Protocol
 
 from agents.site_schemas import DesignSystem, Profile, SiteCode, SiteImage, SitePlan
 from graph.context import ArtifactStore
-from graph.models import ArtifactRef
+from graph.models import ArtifactRef, FontFace
 
 
 class SitePlanner(Protocol):
@@ -41,6 +41,7 @@ class SiteDeveloper(Protocol):
 
 class SiteFonts(Protocol):
     def families(self, *, hangul_only: bool = False) -> list[str]: ...
+    def faces(self) -> list[FontFace]: ...
 
 
 class SiteRenderer(Protocol):

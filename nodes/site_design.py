@@ -16,7 +16,8 @@ async def site_design(state: HomepageState, runtime: Runtime[HomepageContext]) -
     ctx = homepage_context(runtime.context)
     with collect_fallbacks() as fallbacks:
         design = await ctx.designer.design(profile=state["profile"], plan=state["plan"], style=state["style"])
-    if problems := design_problems(design, ctx.fonts.families()):
+    installed = {face.file for face in ctx.fonts.faces()}
+    if problems := design_problems(design, ctx.fonts.families(), installed_files=installed):
         raise AdgraphError(
             "SITE_CHECK_FAILED", f"the design breaks the rules: {'; '.join(problems)}", part="design"
         )

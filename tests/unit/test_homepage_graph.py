@@ -217,3 +217,24 @@ async def test_result_json_of_a_failed_job_names_the_failed_check_and_leaves_no_
     ] == "failed"
     assert set(doc["agents"]) == {"plan", "design", "code"}
     assert not (out / "site").exists() and not (out / "site.zip").exists() and not (out / "screens").exists()
+
+
+class SneakyDesigner:
+    """A designer whose answer would embed a file that is no font into the site."""
+
+    name = "llm"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def design(self, **kw):
+        design = await self.inner.design(**kw)
+        return design.model_copy(update={"font_files": [*design.font_files, "/etc/passwd"]})
+
+
+async def test_a_design_that_would_embed_a_file_that_is_no_installed_font_fails(tmp_path):
+    ctx = site_context(tmp_path)
+    ctx = dataclasses.replace(ctx, designer=SneakyDesigner(ctx.designer))
+    result = await run_job(build_homepage_graph(InMemorySaver()), ctx, "s", inputs(ctx), order=HOMEPAGE_NODES)
+    assert result.status == "failed" and result.error.code == "SITE_CHECK_FAILED"
+    assert "'/etc/passwd' is not an installed font" in result.error.message and "site" not in result.values
