@@ -328,7 +328,7 @@ class EmbeddedLLMServer:
     def __init__(
         self,
         *,
-        threads: int = 2,
+        threads: int = 1,
         n_ctx: int = 4096,
         start_timeout_s: float = 60.0,
         model_path: Path | None = None,

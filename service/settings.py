@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = Field(None, description="Key for that server, if it wants one.")
     llm_timeout_s: float = Field(60.0, gt=0, description="One LLM request's time limit.")
     llm_max_tokens: int = Field(256, ge=16, description="Most tokens one answer may have.")
-    llm_threads: int = Field(2, ge=1, description="CPU threads of the embedded LLM server.")
+    llm_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads of the embedded LLM server. One: next to Chromium on 2 cores, two threads "
+        "that wait on each other at every token made a 3-page site slower and spikier (docs/benchmarks.md).",
+    )
     llm_start_timeout_s: float = Field(60.0, gt=0, description="Start-up limit of the embedded server.")
 
     @cached_property

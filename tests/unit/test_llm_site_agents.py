@@ -144,6 +144,21 @@ async def test_designer_uses_the_llms_style_and_a_readable_brand_colour(colour: 
     assert design_problems(design, fonts.families()) == [] and usage.fallbacks == []
 
 
+async def test_a_pale_brand_colour_keeps_its_hue_in_a_shade_that_reads() -> None:
+    from agents.color import contrast, hls
+
+    fonts = FontconfigCatalog()
+    plan = await rule_plan()
+    chat = script(call("SiteStyle", style="warm", brand_color="#f0d2e4", hero="split", button="pill"))
+    design = await LLMSiteDesigner(chat, fonts, Usage()).design(profile=profile(KO), plan=plan, style=None)
+    primary = design.palette.primary
+    assert abs(hls(primary)[0] - hls("#f0d2e4")[0]) < 0.03  # still that pink, only darker
+    for under in (design.palette.background, design.palette.surface, "#ffffff"):
+        assert contrast(primary, under) >= 4.5
+    assert contrast(design.palette.on_primary, primary) >= 4.5
+    assert design_problems(design, fonts.families()) == []
+
+
 async def test_a_style_hint_is_the_users_not_the_llms() -> None:
     plan = await rule_plan(EN)
     chat = script(call("SiteStyle", brand_color="green", hero="split", button="square"))
@@ -156,13 +171,12 @@ async def test_a_style_hint_is_the_users_not_the_llms() -> None:
 @pytest.mark.parametrize(
     ("answer", "words"),
     [
-        ({"style": "warm", "brand_color": "#ffd23f", "hero": "split", "button": "pill"}, "contrast"),
         ({"style": "warm", "brand_color": "sunny", "hero": "split", "button": "pill"}, "brand_color"),
         ({"style": "gothic", "brand_color": "blue", "hero": "split", "button": "pill"}, "style"),
         ({"style": "warm", "brand_color": 255, "hero": "split", "button": "pill"}, "brand_color"),
         ({"style": "warm", "hero": "split", "button": "pill"}, "brand_color: Field required"),
     ],
-    ids=["low-contrast", "unknown-colour", "unknown-style", "wrong-type", "missing"],
+    ids=["unknown-colour", "unknown-style", "wrong-type", "missing"],
 )
 async def test_bad_design_answers_fall_back_to_the_rules_design(answer: dict, words: str) -> None:
     fonts, usage = FontconfigCatalog(), Usage()
