@@ -1,6 +1,7 @@
 """The homepage workflow through the REST service: submit, follow, download, checkpoints, branch.
 
-One live server (SQLite, real runner, real Chromium and axe-core) serves the module.
+One live server per backend (SQLite; PostgreSQL for jobs and checkpoints) with the real runner, Chromium
+and axe-core serves the module.
 """
 
 from __future__ import annotations
@@ -16,20 +17,35 @@ import pytest
 
 from service.settings import Settings
 from tests.conftest import PHOTOS
-from tests.integration.api_support import Faults, LiveServer, count_jobs, error_of, sse_events, wait_for
+from tests.integration.api_support import (
+    Faults,
+    LiveServer,
+    count_jobs,
+    error_of,
+    fresh_database,
+    postgres_reachable,
+    sse_events,
+    wait_for,
+)
 from tests.unit.site_support import EN, KO
 
 pytestmark = pytest.mark.integration
 NODES = ["plan", "design", "code", "render"]
 
 
-@pytest.fixture(scope="module")
-def http(tmp_path_factory) -> Iterator[httpx.Client]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("homepage-api"), database_url=None, checkpoint_url=None
-    )
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def http(request, tmp_path_factory) -> Iterator[httpx.Client]:
+    settings = {
+        "data_dir": tmp_path_factory.mktemp("homepage-api"),
+        "database_url": None,
+        "checkpoint_url": None,
+    }
     with contextlib.ExitStack() as stack:
-        server = LiveServer(settings, Faults())
+        if request.param == "postgresql":  # jobs and checkpoints in PostgreSQL, as when scaled out
+            if not postgres_reachable():
+                pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+            settings["database_url"] = stack.enter_context(fresh_database())
+        server = LiveServer(Settings(**settings), Faults())
         server.start()
         stack.callback(server.stop)
         yield stack.enter_context(httpx.Client(base_url=server.base_url, timeout=30))
