@@ -106,7 +106,20 @@ def read_style(hint: str | None, profile: Profile) -> Style:
     for pattern, style in STORE_STYLE:
         if pattern.search(" ".join(filter(None, [profile.store_type, profile.store_strength]))):
             return style
+    if KIDS.search(profile.target_customer or ""):
+        return "playful"
     return "modern"
+
+
+KIDS = re.compile(r"(?i)\bkids?\b|children|famil|아이|어린이|키즈|가족|엄마|아빠")
+SENIORS = re.compile(r"(?i)senior|elder|older|retire|어르신|시니어|노인|중장년|5060|60대|70대")
+
+
+def for_readers(base_px: int, profile: Profile) -> tuple[int, float]:
+    """Body size and line height for the store's customers: larger, airier text for older readers."""
+    if SENIORS.search(profile.target_customer or ""):
+        return min(22, base_px + 3), 1.8
+    return base_px, 0.0
 
 
 def readable(color: str, background: str, *, minimum: float = MIN_CONTRAST + 0.2) -> str:
@@ -148,17 +161,18 @@ class RuleSiteDesigner:
         palette = palette.model_copy(update={"primary": readable(palette.primary, "#ffffff")})
         heading, body = (self._family(prefs) for prefs in STYLE_FONTS[s])
         base_px, ratio, space, radius, width = SCALE[s]
+        base_px, airy = for_readers(base_px, profile)
         return DesignSystem(
             style=s,
             palette=palette,
             type=TypeScale(
                 heading_family=heading,
                 body_family=body,
-                heading_weight=700 if s != "classic" else 700,
+                heading_weight=700,
                 body_weight=400,
                 base_px=base_px,
                 ratio=ratio,
-                line_height=1.7 if plan.language == "ko" else 1.6,
+                line_height=airy or (1.7 if plan.language == "ko" else 1.6),
             ),
             space_px=space,
             radius_px=radius,

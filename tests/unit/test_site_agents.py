@@ -156,3 +156,17 @@ async def test_every_page_has_the_same_navigation_to_every_page():
         nav = re.search(r"<nav.*?</nav>", html, re.S).group(0)
         assert re.findall(r'href="([^"]+)"', nav) == [p.filename for p in plan.pages]
         assert f'href="{name}" aria-current="page"' in nav
+
+
+async def test_the_customers_shape_the_design_older_readers_get_larger_text():
+    designer, planner = RuleSiteDesigner(FONTS), RuleSitePlanner()
+    plain = profile(EN, store_type=None, store_strength=None, target_customer="office workers")
+    seniors = plain.model_copy(update={"target_customer": "동네 어르신과 시니어 고객"})
+    kids = plain.model_copy(update={"target_customer": "families with young kids"})
+    designs = {}
+    for name, p in (("plain", plain), ("seniors", seniors), ("kids", kids)):
+        plan = await planner.plan(profile=p, images=0, pages=None)
+        designs[name] = await designer.design(profile=p, plan=plan, style=None)
+    assert designs["seniors"].type.base_px >= designs["plain"].type.base_px + 3
+    assert designs["seniors"].type.line_height > designs["plain"].type.line_height
+    assert (designs["plain"].style, designs["kids"].style) == ("modern", "playful")
