@@ -6,7 +6,9 @@ header (navigation to every page, the current one marked) and one footer (name, 
 
 from __future__ import annotations
 
+import re
 from html import escape
+from pathlib import PurePosixPath as Path
 
 from agents.site_schemas import (
     CSS_PATH,
@@ -216,9 +218,12 @@ def font_faces(design: DesignSystem) -> str:
     rules = []
     embedded = font_paths(design)
     for family in dict.fromkeys([design.type.heading_family, design.type.body_family]):
-        files = {p: f for p, f in embedded.items() if family.replace(" ", "") in f.rsplit("/", 1)[-1]}
+        face = re.compile(
+            rf"(?i)^{re.escape(family.replace(' ', ''))}(R|B|EB|L|Regular|Bold|ExtraBold|Light)?$"
+        )
+        files = {p: f for p, f in embedded.items() if face.match(Path(f).stem)}
         for weight in (400, 700):
-            bold = [p for p in files if p.rsplit(".", 1)[0].endswith(("B", "Bold", "EB"))]
+            bold = [p for p in files if Path(p).stem.endswith(("B", "Bold"))]
             regular = [p for p in files if p not in bold]
             chosen = (bold if weight == 700 else regular) or list(files)
             src = [f'url("../{p}") format("truetype")' for p in chosen[:1]]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
 from agents.color import contrast
 from agents.site_checks import code_problems
+from agents.site_developer import font_faces
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
 from agents.site_schemas import (
     MIN_CONTRAST,
@@ -170,3 +172,39 @@ async def test_the_customers_shape_the_design_older_readers_get_larger_text():
     assert designs["seniors"].type.base_px >= designs["plain"].type.base_px + 3
     assert designs["seniors"].type.line_height > designs["plain"].type.line_height
     assert (designs["plain"].style, designs["kids"].style) == ("modern", "playful")
+
+
+def test_each_embedded_family_gets_its_own_files_and_weights():
+    nanum = "/usr/share/fonts/truetype/nanum/"
+    design = _design_with(
+        "NanumSquare",
+        "NanumSquareRound",
+        [
+            nanum + f
+            for f in (
+                "NanumSquareB.ttf",
+                "NanumSquareR.ttf",
+                "NanumSquareRoundB.ttf",
+                "NanumSquareRoundR.ttf",
+            )
+        ],
+    )
+    faces = re.findall(
+        r'font-family:"site-([a-z-]+)";font-weight:(\d+);[^}]*?url\("\.\./fonts/([^"]+)"', font_faces(design)
+    )
+    assert faces == [
+        ("nanumsquare", "400", "NanumSquareR.ttf"),
+        ("nanumsquare", "700", "NanumSquareB.ttf"),
+        ("nanumsquareround", "400", "NanumSquareRoundR.ttf"),
+        ("nanumsquareround", "700", "NanumSquareRoundB.ttf"),
+    ]
+    local_only = font_faces(_design_with("NanumMyeongjo", "NanumSquare", []))
+    assert "url(" not in local_only and 'local("NanumMyeongjo")' in local_only
+
+
+def _design_with(heading: str, body: str, files: list[str]):
+    p = profile(KO)
+    plan = asyncio.run(RuleSitePlanner().plan(profile=p, images=0, pages=None))
+    design = asyncio.run(RuleSiteDesigner(FONTS).design(profile=p, plan=plan, style=None))
+    scale = design.type.model_copy(update={"heading_family": heading, "body_family": body})
+    return design.model_copy(update={"type": scale, "font_files": files})
