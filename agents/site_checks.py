@@ -16,7 +16,12 @@ from agents.site_schemas import CSS_PATH, MIN_CONTRAST, DesignSystem, Profile, S
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # Elements whose end tag HTML lets you leave out; everything else must be closed.
 OPTIONAL_END = {"p", "li", "dt", "dd", "option", "tr", "td", "th", "thead", "tbody", "tfoot", "rt", "rp"}
-URL_ATTRS = {"href", "src", "action", "formaction", "poster", "data", "cite", "background", "xlink:href"}
+URL_ATTRS = {
+    "href", "src", "action", "formaction", "poster", "data", "cite", "background", "xlink:href",
+    "ping", "manifest", "lowsrc", "longdesc", "archive", "codebase", "usemap",
+}  # fmt: skip
+# A static site needs none of these; each can load or send something the checks cannot follow.
+FORBIDDEN = ("script", "iframe", "frame", "object", "embed", "base", "form", "portal")
 CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)|@import\s+(['"])(.*?)\3""", re.I)
 SAFE_SCHEMES = {"tel", "mailto"}
 
@@ -137,8 +142,9 @@ def check_site(
                 r.append(f"{path}: no <{required}>")
         if "html" in names and not dict(page.tags[names.index("html")][1]).get("lang"):
             r.append(f"{path}: <html> has no lang")
-        if "script" in names:
-            results["no_external_urls"].append(f"{path}: has a <script> (sites are static)")
+        for tag in FORBIDDEN:
+            if tag in names:
+                results["no_external_urls"].append(f"{path}: has a <{tag}> (sites are static)")
         for tag, attrs in page.tags:
             if tag == "img" and not (attrs.get("alt") or "").strip():
                 results["images_have_alt"].append(f"{path}: <img src={attrs.get('src')!r}> has no alt text")
