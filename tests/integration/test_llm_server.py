@@ -17,8 +17,8 @@ from agents.llm import EmbeddedLLMServer, Usage, ask, open_chat_model
 
 pytestmark = pytest.mark.integration
 THREADS = 1
-"""One llama.cpp thread in tests: with the suite's other processes on the same cores, two threads that wait
-on each other at every step were 2-10x slower than one."""
+"""One llama.cpp thread (the default, pinned here): with the suite's other processes on the same cores, two
+threads that wait on each other at every token were 2-10x slower than one."""
 
 
 def gone(pid: int, within_s: float = 10.0) -> bool:
