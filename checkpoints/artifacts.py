@@ -29,6 +29,9 @@ _EXT = {
     "text/html": ".html",
     "application/json": ".json",
     "application/zip": ".zip",
+    "text/css": ".css",
+    "font/ttf": ".ttf",
+    "font/otf": ".otf",
 }
 # PNG level 1: ~4x faster to write than the default 6 and only ~15 % larger on photos.
 PNG_COMPRESS_LEVEL = 1
@@ -167,3 +170,14 @@ class FileArtifactStore:
 
     async def open_image(self, ref: ArtifactRef) -> Image.Image:
         return await asyncio.to_thread(self.open_image_sync, ref)
+
+    async def put_bytes(
+        self, data: bytes, mime: str, width: int | None = None, height: int | None = None
+    ) -> ArtifactRef:
+        return await asyncio.to_thread(self.put_bytes_sync, data, mime, width, height)
+
+    async def read_bytes(self, ref: ArtifactRef) -> bytes:
+        path = self.path(ref)
+        if not path.exists():
+            raise AdgraphError("ARTIFACT_NOT_FOUND", f"artifact {ref.id} is not in the store at {self.root}")
+        return await asyncio.to_thread(path.read_bytes)

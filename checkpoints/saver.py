@@ -9,6 +9,7 @@ from pathlib import Path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from agents import provenance, site_schemas
 from agents import schemas as agent_schemas
 from graph import models
 
@@ -26,6 +27,16 @@ STATE_TYPES: tuple[type, ...] = (
     agent_schemas.Scrim,
     agent_schemas.ButtonStyle,
     agent_schemas.TextDesign,
+    site_schemas.Profile,
+    site_schemas.SiteSection,
+    site_schemas.SitePage,
+    site_schemas.SitePlan,
+    site_schemas.Palette,
+    site_schemas.TypeScale,
+    site_schemas.DesignSystem,
+    site_schemas.SiteManifest,
+    site_schemas.SiteChecks,
+    provenance.PartProvenance,
 )
 
 

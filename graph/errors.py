@@ -21,6 +21,7 @@ ERROR_STATUS: dict[str, int] = {
     "GPU_OUT_OF_MEMORY": 507,
     "RENDER_FAILED": 500,
     "LLM_OUTPUT_INVALID": 502,
+    "SITE_CHECK_FAILED": 500,
     "INTERNAL": 500,
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
+from agents.provenance import PartProvenance
 from agents.schemas import TextDesign, TextPlan
+from agents.site_schemas import DesignSystem, Profile, SiteChecks, SiteManifest, SitePlan
 from graph.models import AdCopy, ArtifactRef, Box, Placement, SceneAnalysis, TextPosition
 
 AD_NODES: tuple[str, ...] = (
@@ -60,3 +62,34 @@ class AdState(AdInput, total=False):
     """The final ad (written by `render`)."""
     text_boxes: dict[str, Box]
     """Where each text block landed, as Chromium laid it out."""
+
+
+HOMEPAGE_NODES: tuple[str, ...] = ("plan", "design", "code", "render")
+SCREEN_WIDTHS: dict[str, int] = {"desktop": 1280, "mobile": 390}
+
+
+class HomepageInput(TypedDict):
+    profile: Profile
+    images: list[ArtifactRef]
+    """Photos for the hero and gallery (uploads or an ad job's output), in the user's order."""
+    pages: list[str] | None
+    """Pages the user asked for (PAGE_KINDS), or None to let the planner choose."""
+    style: str | None
+    """A style hint for the designer ("warm", "modern", "차분한 …"), or None."""
+
+
+class HomepageState(HomepageInput, total=False):
+    plan: SitePlan
+    """Pages, sections and copy (written by `plan`)."""
+    design: DesignSystem
+    """Palette, type scale, spacing (written by `design`)."""
+    site: SiteManifest
+    """The site's files in the artifact store (written by `code`)."""
+    screens: dict[str, ArtifactRef]
+    """`<page>-desktop` / `<page>-mobile` → PNG screenshot (written by `render`)."""
+    site_zip: ArtifactRef
+    """The whole site as one zip (written by `render`)."""
+    checks: SiteChecks
+    """What the checks on the built site found (written by `code` and `render`)."""
+    provenance: dict[str, PartProvenance]
+    """Which agent produced each part ("plan", "design", "code") and whether it fell back to rules."""

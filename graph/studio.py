@@ -15,14 +15,20 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
 from graph.context import set_default_context
+from graph.homepage import build_homepage_graph
+from graph.homepage_context import set_default_homepage_context
 from service.context import make_ad_context, make_models, make_renderer
 from service.settings import Settings
+from service.site_context import make_homepage_context
 
 _settings = Settings()
 # Chromium starts on first render; the GPU models (if configured) load on first use
-set_default_context(make_ad_context(_settings, make_renderer(_settings), make_models(_settings)))
+_renderer = make_renderer(_settings)
+set_default_context(make_ad_context(_settings, _renderer, make_models(_settings)))
+set_default_homepage_context(make_homepage_context(_settings, _renderer))
 
 ad = build_ad_graph()
+homepage = build_homepage_graph()
 
 
 @asynccontextmanager

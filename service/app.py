@@ -10,17 +10,25 @@ from fastapi import FastAPI
 from checkpoints.saver import open_checkpointer
 from service.api import artifacts, errors, evaluations, jobs, meta
 from service.api.deps import Resources
-from service.context import ad_context, make_ad_context, make_models, make_renderer
+from service.context import ad_context, chat_of, make_ad_context, make_models, make_renderer
 from service.db import make_engine, migrate
 from service.events import EventBus
 from service.runner import JobRunner, RemoteRunner
 from service.settings import Settings
+from service.site_context import make_homepage_context
 from service.store import JobStore
 from service.workflows import WORKFLOWS
 
 
-def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs: bool = True) -> FastAPI:
-    """`context(settings)` is an async context manager yielding the run context (tests wrap the real one).
+def create_app(
+    settings: Settings | None = None,
+    *,
+    context=ad_context,
+    homepage_context=make_homepage_context,
+    run_jobs: bool = True,
+) -> FastAPI:
+    """`context(settings)` is an async context manager yielding the ad's run context (tests wrap the real
+    one); `homepage_context(settings, renderer)` builds the homepage's around the same Chromium.
 
     With `run_jobs` the app runs jobs itself (one process: tests, embedded use); without, worker processes
     (`adgraph worker`, started by `adgraph serve`) run them and the app only serves HTTP.
@@ -41,6 +49,7 @@ def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs
                 stack.push_async_callback(models.close)
                 ctx = make_ad_context(settings, make_renderer(settings), models)
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
+            contexts = {"ad": ctx, "homepage": homepage_context(settings, ctx.renderer, chat=chat_of(ctx))}
             store, bus = JobStore(engine), EventBus()
             if run_jobs:
                 # The runner gets its own connections: its lease renewals and progress writes must not
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs
                     bus,
                     concurrency=settings.max_concurrent_jobs,
                     lease_s=settings.lease_s,
+                    contexts=contexts,
                 )
             else:
                 runner = RemoteRunner(store, bus)
@@ -67,6 +77,7 @@ def create_app(settings: Settings | None = None, *, context=ad_context, run_jobs
                 bus=bus,
                 ctx=ctx,
                 metrics=meta.Metrics(),
+                contexts=contexts,
             )
             if run_jobs:
                 await runner.start()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
+import math
+import tempfile
+from pathlib import Path
 
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from graph.errors import AdgraphError, TransientError
@@ -28,6 +32,9 @@ CHROMIUM_ARGS = [
     "--mute-audio",
     "--disable-quic",
 ]
+
+
+AXE_JS = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 
 
 class ChromiumRenderer:
@@ -136,3 +143,128 @@ class ChromiumRenderer:
             await self.start()
             return await self._pages.get()
         return await self._context.new_page()
+
+    # -- whole sites (the homepage workflow) ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _site(self, files: dict[str, bytes], *, javascript: bool):  # noqa: ANN202
+        """A fresh context over `files`, written to a private temporary folder and opened from file:// (the
+        way a user opens the downloaded site); every request that is not a file in that folder is refused
+        and recorded. Yields (context, folder URL, refused requests)."""
+        if self._browser is None or not self._browser.is_connected():
+            await self.start()
+        assert self._browser is not None
+        with tempfile.TemporaryDirectory(prefix="adgraph-site-") as tmp:
+            root = await asyncio.to_thread(_write_tree, tmp, files)
+            base = root.as_uri() + "/"
+            context = await self._browser.new_context(
+                java_script_enabled=javascript, service_workers="block", offline=True
+            )
+            context.set_default_timeout(self.timeout_s * 1000)
+            refused: list[str] = []
+
+            async def guard(route):  # noqa: ANN001 - playwright's Route
+                url = route.request.url
+                if url.startswith(base) and not url.startswith(base + "..") and "/../" not in url:
+                    await route.continue_()
+                else:
+                    refused.append(url)
+                    await route.abort("blockedbyclient")
+
+            await context.route("**/*", guard)
+            try:
+                yield context, base, refused
+            finally:
+                with contextlib.suppress(PlaywrightError):
+                    await context.close()
+
+    async def screenshot_site(
+        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int]
+    ) -> dict[str, dict[str, bytes]]:
+        """Full-page PNGs of each page at each width (`{"desktop": 1280, "mobile": 390}`), scripts off.
+
+        Raises SITE_CHECK_FAILED naming the requests a page made outside the site."""
+        shots: dict[str, dict[str, bytes]] = {name: {} for name in pages}
+        async with self._site(files, javascript=False) as (context, base, refused):
+            try:
+                page = await context.new_page()
+                cdp = await context.new_cdp_session(page)
+                for label, width in widths.items():
+                    await page.set_viewport_size({"width": width, "height": 800 if width > 600 else 844})
+                    for name in pages:
+                        await asyncio.wait_for(page.goto(base + name, wait_until="load"), self.timeout_s)
+                        await page.evaluate("document.fonts.ready.then(() => true)")  # webfonts in
+                        shots[name][label] = await asyncio.wait_for(
+                            _full_page_png(cdp, width), self.timeout_s
+                        )
+            except (PlaywrightError, TimeoutError) as e:
+                raise TransientError(f"Chromium failed to render the site: {e}") from e
+        if refused:
+            raise AdgraphError(
+                "SITE_CHECK_FAILED",
+                f"the site asked for {len(refused)} files outside it: {', '.join(refused[:5])}",
+                check="no_network_requests",
+                requests=refused[:20],
+            )
+        return shots
+
+    async def audit_site(self, files: dict[str, bytes], pages: list[str]) -> dict[str, list[dict]]:
+        """axe-core's serious and critical violations per page (WCAG 2 A/AA rules and best practices).
+
+        Scripts run in this context only for axe: the site has none (the checks refuse any)."""
+        if not AXE_JS.is_file():
+            raise AdgraphError(
+                "MODEL_UNAVAILABLE",
+                f"axe-core is not installed at {AXE_JS}; run `npm ci` (make setup) in the project root",
+            )
+        axe = await asyncio.to_thread(AXE_JS.read_text)
+        found: dict[str, list[dict]] = {}
+        async with self._site(files, javascript=True) as (context, base, _):
+            try:
+                # As an init script axe is compiled once for the context, not once per page (~40 % faster).
+                await context.add_init_script(script=axe)
+                page = await context.new_page()
+                await page.set_viewport_size({"width": 1280, "height": 800})
+                for name in pages:
+                    await asyncio.wait_for(page.goto(base + name, wait_until="load"), self.timeout_s)
+                    found[name] = await asyncio.wait_for(page.evaluate(_AXE_RUN), self.timeout_s)
+            except (PlaywrightError, TimeoutError) as e:
+                raise TransientError(f"Chromium failed to audit the site: {e}") from e
+        return found
+
+
+_AXE_RUN = """async () => {
+  const r = await axe.run(document, {resultTypes: ["violations"],
+    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}});
+  return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+    .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}));
+}"""
+
+
+async def _full_page_png(cdp: CDPSession, width: int) -> bytes:
+    """The whole page as PNG. Chromium's fast PNG encoder: ~3x quicker than Playwright's full-page
+    screenshot on 2 cores, for files ~12 % larger."""
+    metrics = await cdp.send("Page.getLayoutMetrics")
+    height = max(1, math.ceil(metrics["cssContentSize"]["height"]))
+    shot = await cdp.send(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "optimizeForSpeed": True,
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
+    return base64.b64decode(shot["data"])
+
+
+def _write_tree(folder: str, files: dict[str, bytes]) -> Path:
+    root = Path(folder).resolve()
+    for rel, data in files.items():
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):  # never write outside the folder, whatever a path says
+            raise AdgraphError("SITE_CHECK_FAILED", f"site file {rel!r} would lie outside the site")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root

@@ -30,6 +30,26 @@ app.add_typer(models_app, name="models")
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
 
 
+AgentsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
+        "Default: ADGRAPH_AGENTS, else rules."
+    ),
+]
+
+
+def settings_with_agents(agents: str | None) -> Any:
+    """Settings from the environment, with `--agents` (if given) over ADGRAPH_AGENTS."""
+    from service.settings import Settings
+
+    if agents is None:
+        return Settings()
+    if agents not in ("rules", "llm"):
+        raise AdgraphError("INVALID_INPUT", f"--agents {agents!r}: choose 'rules' or 'llm'", field="agents")
+    return Settings(agents=agents)
+
+
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
     try:
         code = asyncio.run(coro_fn())
@@ -114,6 +134,7 @@ def ad(
             "and shadows fit it. Unset: the background comes from the prompt alone."
         ),
     ] = None,
+    agents: AgentsOpt = None,
 ) -> None:
     """Make an ad from a product photo and a line of copy."""
 
@@ -122,7 +143,6 @@ def ad(
         from nodes.backends.fonts import FontconfigCatalog
         from service.jobs import new_job_id, run_job
         from service.requests import AdOptions, parse
-        from service.settings import Settings
         from service.workflows import ad_graph_input
 
         opts = parse(
@@ -142,7 +162,7 @@ def ad(
         if not product.is_file():
             raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
         data = product.read_bytes()
-        settings = Settings()
+        settings = settings_with_agents(agents)
         # Refuse bad input before anything starts or is stored.
         validate_image(data, max_pixels=settings.max_image_pixels, name=str(product))
         font_family = FontconfigCatalog().resolve(opts.font) if opts.font else None
@@ -388,11 +408,18 @@ async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> in
             if asyncio.get_running_loop().time() > deadline:
                 raise AdgraphError("INTERNAL", f"the LangGraph dev server did not answer at {url}")
             await asyncio.sleep(0.5)
+    threads: dict[str, str] = {}  # thread id -> graph: a homepage job's state has a business profile
     async with open_checkpointer(settings.checkpoints) as saver:
-        threads = {t.config["configurable"]["thread_id"] async for t in saver.alist(None)}
+        async for t in saver.alist(None):
+            channels = t.checkpoint.get("channel_values", {})
+            thread_id = t.config["configurable"]["thread_id"]
+            if "profile" in channels or "profile" in (channels.get("__start__") or {}):
+                threads[thread_id] = "homepage"
+            else:
+                threads.setdefault(thread_id, "ad")
     async with get_client(url=url) as client:
-        for thread_id in threads:
-            await client.threads.create(thread_id=thread_id, graph_id="ad", if_exists="do_nothing")
+        for thread_id, graph_id in threads.items():
+            await client.threads.create(thread_id=thread_id, graph_id=graph_id, if_exists="do_nothing")
     return len(threads)
 
 
@@ -403,7 +430,12 @@ def jobs_checkpoints(job_id: str) -> None:
     async def main() -> int:
         from checkpoints.history import history
         from graph.state import AD_NODES
+        from service import cli_homepage
+        from service.settings import Settings
 
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            typer.echo(json.dumps(await cli_homepage.checkpoints(settings, job_id), indent=2))
+            return 0
         async with _environment(with_context=False) as env:
             rows = await history(env.graph, job_id, AD_NODES)
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -418,8 +450,12 @@ def jobs_resume(job_id: str, out: OutOpt) -> None:
 
     async def main() -> int:
         from checkpoints.history import thread_config
+        from service import cli_homepage
         from service.jobs import run_job
+        from service.settings import Settings
 
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            return await cli_homepage.resume(settings, job_id, out)
         async with _environment() as env:
             snapshot = await env.graph.aget_state(thread_config(job_id))
             if not snapshot.values:
@@ -446,6 +482,9 @@ def jobs_branch(
     prompt: Annotated[str | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     font: Annotated[str | None, typer.Option()] = None,
+    style: Annotated[
+        str | None, typer.Option(help="Homepage jobs: a new style hint (branch from `plan`: same plan).")
+    ] = None,
 ) -> None:
     """Start a new job from a checkpoint of JOB_ID with new inputs; the source job is unchanged."""
 
@@ -453,9 +492,21 @@ def jobs_branch(
         from checkpoints.history import find_snapshot, seed_branch
         from graph.ad import INPUT_CONSUMERS
         from graph.state import AD_NODES
+        from service import cli_homepage
         from service.jobs import branch_changes, new_job_id, run_job
+        from service.settings import Settings
 
-        async with _environment() as env:
+        ad_changes = [headline, subline, cta, prompt, seed, font]
+        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
+            if any(v is not None for v in ad_changes):
+                raise AdgraphError("INVALID_INPUT", f"job {job_id} is a homepage: change its --style")
+            changes = {"style": style} if style is not None else {}
+            return await cli_homepage.branch(
+                settings, job_id, out, checkpoint_id=from_checkpoint, node=from_node, changes=changes
+            )
+        if style is not None:
+            raise AdgraphError("INVALID_INPUT", f"--style is for homepage jobs; job {job_id} is an ad")
+        async with _environment(settings) as env:
             source = await find_snapshot(
                 env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint, node=from_node
             )
@@ -517,6 +568,11 @@ def models_list(
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
+
+
+from service.cli_homepage import homepage  # noqa: E402 - registered here, written in its own module
+
+app.command()(homepage)
 
 
 def main() -> None:  # pragma: no cover

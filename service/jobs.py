@@ -138,7 +138,7 @@ def _custom_event(data: Any, node: str | None) -> dict[str, Any]:
 
 def backends_of(values: dict[str, Any], image: str | None = None) -> dict[str, str]:
     """Node -> backend that ran it (u2netp/birefnet, studio/flux, stats/qwen2vl), for one image or all."""
-    nodes = IMAGE_NODES[image] if image else ("segment", "background", "analyze")
+    nodes = IMAGE_NODES.get(image, ()) if image else ("segment", "background", "analyze")
     return {n: values[f"{n}_backend"] for n in nodes if f"{n}_backend" in values}
 
 

@@ -24,7 +24,7 @@ from checkpoints.history import thread_config, written_by
 from graph.errors import AdgraphError
 from service.db import Job
 from service.events import EventBus
-from service.jobs import OUTPUT_FILES, RunResult, backends_of, run_job
+from service.jobs import RunResult, backends_of, run_job
 from service.store import JobStore
 from service.workflows import Workflow
 
@@ -43,8 +43,11 @@ class JobRunner:
         concurrency: int = 2,
         lease_s: float = 15.0,
         idle_poll_s: float = 1.0,
+        contexts: dict[str, Any] | None = None,
     ) -> None:
         self.store, self.workflows, self.graphs, self.ctx, self.bus = store, workflows, graphs, ctx, bus
+        self.contexts = contexts or {}
+        """Run context per workflow name; `ctx` for any workflow not named."""
         self.concurrency = concurrency
         self.lease_s = lease_s
         self.idle_poll_s = idle_poll_s
@@ -135,7 +138,8 @@ class JobRunner:
         heartbeat = asyncio.create_task(self._heartbeat(job.id, control))
         try:
             snapshot = await graph.aget_state(thread_config(job.id))
-            graph_input = None if snapshot.values else wf.graph_input(job.input, self.ctx)
+            ctx = self.contexts.get(job.workflow, self.ctx)
+            graph_input = None if snapshot.values else wf.graph_input(job.input, ctx)
             last = written_by(snapshot, wf.nodes) if snapshot.values else None
             done = list(wf.nodes[: wf.nodes.index(last) + 1]) if last in wf.nodes else []
             typical = await self.store.typical_seconds(job.workflow, wf.nodes)
@@ -198,7 +202,7 @@ class JobRunner:
                     await self.emit(job.id, kind, data)
 
             result = await run_job(
-                graph, self.ctx, job.id, graph_input, listener=listener, control=control, order=wf.nodes
+                graph, ctx, job.id, graph_input, listener=listener, control=control, order=wf.nodes
             )
             await self._settle(job, result, progress)
         finally:
@@ -207,7 +211,7 @@ class JobRunner:
 
     async def _settle(self, job: Job, result: RunResult, progress: _Progress) -> None:
         if result.status == "succeeded":
-            refs = {key: result.values[key] for key in OUTPUT_FILES if key in result.values}
+            refs = self.workflows[job.workflow].results(result.values)
             out = {
                 name: {
                     "id": ref.id,
@@ -217,6 +221,8 @@ class JobRunner:
                 }
                 for name, ref in refs.items()
             }
+            if "checks" in result.values or "provenance" in result.values:  # the homepage's report
+                await self.emit(job.id, "report", _report(result.values))
             await self._finish(job.id, "succeeded", result=out, progress=progress.snapshot("done", done=True))
         elif result.drained == "cancel":
             await self._finish(job.id, "cancelled", progress=progress.snapshot("cancelled"))
@@ -274,6 +280,18 @@ class JobRunner:
                 continue
             if cancel:
                 control.request_drain("cancel")
+
+
+def _report(values: dict[str, Any]) -> dict[str, Any]:
+    """Which agent made each part (and any fallback), and what each check found."""
+    report: dict[str, Any] = {
+        "agents": {part: p.model_dump() for part, p in values.get("provenance", {}).items()},
+    }
+    if "checks" in values:
+        report["checks"] = {n: {"passed": not f, "problems": f} for n, f in values["checks"].results.items()}
+    if "site" in values:
+        report["pages"] = values["site"].pages
+    return report
 
 
 class _Progress:
@@ -340,8 +358,9 @@ async def run_worker(settings: Any) -> None:
     import signal
 
     from checkpoints.saver import open_checkpointer
-    from service.context import ad_context, publish_stats
+    from service.context import ad_context, chat_of, publish_stats
     from service.db import make_engine, migrate
+    from service.site_context import make_homepage_context
     from service.workflows import WORKFLOWS
 
     engine = make_engine(settings.database)
@@ -352,6 +371,7 @@ async def run_worker(settings: Any) -> None:
             ad_context(settings, evaluations=False) as ctx,
         ):
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
+            site_ctx = make_homepage_context(settings, ctx.renderer, chat=chat_of(ctx))
             runner = JobRunner(
                 JobStore(engine),
                 WORKFLOWS,
@@ -361,6 +381,7 @@ async def run_worker(settings: Any) -> None:
                 concurrency=settings.max_concurrent_jobs,
                 lease_s=settings.lease_s,
                 idle_poll_s=0.2,
+                contexts={"ad": ctx, "homepage": site_ctx},
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

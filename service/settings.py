@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,25 @@ class Settings(BaseSettings):
     )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
+    agents: Literal["rules", "llm"] = Field(
+        "rules", description="Who plans, designs and codes: the rules, or an LLM with the rules as fallback."
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible server (OpenAI, vLLM, Ollama, …), e.g. http://127.0.0.1:11434/v1; "
+        "unset: the embedded SmolLM2 server is started on a loopback port.",
+    )
+    llm_model: str | None = Field(None, description="Model name on that server (unset: smollm2).")
+    llm_api_key: SecretStr | None = Field(None, description="Key for that server, if it wants one.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="One LLM request's time limit.")
+    llm_max_tokens: int = Field(256, ge=16, description="Most tokens one answer may have.")
+    llm_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads of the embedded LLM server. One: next to Chromium on 2 cores, two threads "
+        "that wait on each other at every token made a 3-page site slower and spikier (docs/benchmarks.md).",
+    )
+    llm_start_timeout_s: float = Field(60.0, gt=0, description="Start-up limit of the embedded server.")
 
     # -- GPU models: local weights only; `adgraph models list` shows what is found and what auto picks ----
     models_dir: Path | None = Field(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -24,7 +24,13 @@ class Resources:
     runner: JobRunner
     bus: EventBus
     ctx: Any
+    """The ad workflow's run context (fonts, artifacts)."""
     metrics: Any
+    contexts: dict[str, Any] = field(default_factory=dict)
+    """Each workflow's run context, by workflow name."""
+
+    def context(self, workflow: str) -> Any:
+        return self.contexts.get(workflow, self.ctx)
 
 
 async def _resources(request: Request) -> Resources:

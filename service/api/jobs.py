@@ -29,7 +29,7 @@ from service.api.schemas import (
     JobPage,
     ResultArtifact,
 )
-from service.jobs import branch_changes, new_job_id
+from service.jobs import new_job_id
 from service.requests import parse
 from service.store import check_job_id
 from service.workflows import WORKFLOWS, Workflow
@@ -56,10 +56,9 @@ async def submit(body: JobCreate, res: Res) -> JobOut:
     """Queue a job. Its input is checked here: a job that exists can run."""
     wf = _workflow(body.workflow)
     opts = parse(wf.input_model, body.input)
-    await asyncio.to_thread(res.artifacts.find, opts.product_image)  # ARTIFACT_NOT_FOUND before any job
-    if opts.font:
-        opts = opts.model_copy(update={"font": res.ctx.designer.fonts.resolve(opts.font)})
-    job = await res.store.create(new_job_id(), wf.name, opts.model_dump())
+    # What the input refers to (photos, a font) is checked here too: ARTIFACT_NOT_FOUND before any job.
+    opts = await asyncio.to_thread(wf.prepare, opts, res.context(wf.name))
+    job = await res.store.create(new_job_id(), wf.name, opts.model_dump(mode="json"))
     res.runner.wake()
     return JobOut.of(job)
 
@@ -138,12 +137,11 @@ async def branch(job_id: str, body: BranchCreate, res: Res) -> JobOut:
     source = await find_snapshot(
         graph, job.id, wf.nodes, checkpoint_id=body.checkpoint_id, node=body.from_node
     )
-    merged, overrides = branch_changes(source.values, body.input, res.ctx.designer.fonts.resolve)
+    new_input, overrides = wf.branch(source.values, body.input, res.context(wf.name))
     new_id = new_job_id()
     checkpoint_id = source.config["configurable"]["checkpoint_id"]
     parent = {"job_id": job.id, "checkpoint_id": checkpoint_id}
     await seed_branch(graph, source, new_id, wf.nodes, overrides, wf.consumers, {"parent": parent})
-    new_input = {**merged, "product_image": source.values["product_image"].id}
     child = await res.store.create(new_id, job.workflow, new_input, parent=(job.id, checkpoint_id))
     res.runner.wake()
     return JobOut.of(child)

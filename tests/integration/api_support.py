@@ -85,6 +85,9 @@ class FlakyRenderer:
         self._failures = 0
         self._lock = threading.Lock()
 
+    def __getattr__(self, name: str) -> Any:  # the site methods (homepage workflow) go straight through
+        return getattr(self.inner, name)
+
     def fail(self, n: int) -> None:
         with self._lock:
             self._failures = n

@@ -609,7 +609,10 @@ def test_other_malformed_job_requests_and_the_server_keeps_serving(live, photo, 
 
 def test_workflows_fonts_system_metrics_and_openapi(live, done_job) -> None:
     http = live.http
-    assert http.get("/v1/workflows").json() == [{"name": "ad", "nodes": AD_NODES}]
+    assert http.get("/v1/workflows").json() == [
+        {"name": "ad", "nodes": AD_NODES},
+        {"name": "homepage", "nodes": ["plan", "design", "code", "render"]},
+    ]
     ad = http.get("/v1/workflows/ad").json()
     assert ad["nodes"] == AD_NODES
     schema = ad["input_schema"]
@@ -617,7 +620,7 @@ def test_workflows_fonts_system_metrics_and_openapi(live, done_job) -> None:
     assert {"product_image", "headline"} <= set(schema["required"])
     path = ["__start__", *AD_NODES, "__end__"]
     assert sorted(map(tuple, ad["edges"])) == sorted(zip(path, path[1:], strict=False))
-    error_of(http.get("/v1/workflows/homepage"), 404, "NOT_FOUND")
+    error_of(http.get("/v1/workflows/newsletter"), 404, "NOT_FOUND")
 
     fonts = http.get("/v1/fonts").json()
     nanum = {f["family"] for f in fonts if f["family"].startswith("Nanum") and f["hangul"]}

@@ -183,7 +183,7 @@ def test_copy_that_cannot_fit_fails_the_job_with_the_limit_and_leaves_no_ad(tmp_
     )
 
 
-def test_studio_serves_the_ad_graph_and_the_jobs_the_cli_made(tmp_path: Path, cli_env) -> None:
+def test_studio_serves_both_graphs_and_the_jobs_the_cli_made(tmp_path: Path, cli_env) -> None:
     import asyncio
     import socket
 
@@ -204,11 +204,11 @@ def test_studio_serves_the_ad_graph_and_the_jobs_the_cli_made(tmp_path: Path, cl
     ):
         try:
 
-            async def inspect() -> tuple[list[str], dict, int]:
+            async def inspect() -> tuple[list[str], dict, int, list[str]]:
                 async with get_client(url=f"http://127.0.0.1:{port}") as client:
                     return await _inspect(client)
 
-            async def _inspect(client) -> tuple[list[str], dict, int]:
+            async def _inspect(client) -> tuple[list[str], dict, int, list[str]]:
                 for _ in range(120):
                     try:
                         state = await client.threads.get_state(job_id)
@@ -220,12 +220,20 @@ def test_studio_serves_the_ad_graph_and_the_jobs_the_cli_made(tmp_path: Path, cl
                 assistants = await client.assistants.search(graph_id="ad")
                 graph = await client.assistants.get_graph(assistants[0]["assistant_id"])
                 history = await client.threads.get_history(job_id, limit=50)
-                return [n["id"] for n in graph["nodes"]], state, len(history)
+                site = await client.assistants.search(graph_id="homepage")
+                site_graph = await client.assistants.get_graph(site[0]["assistant_id"])
+                return (
+                    [n["id"] for n in graph["nodes"]],
+                    state,
+                    len(history),
+                    [n["id"] for n in site_graph["nodes"]],
+                )
 
-            nodes, state, n_history = asyncio.run(inspect())
+            nodes, state, n_history, site_nodes = asyncio.run(inspect())
         finally:
             server.terminate()
             server.wait(timeout=30)
     assert nodes[1:-1] == list(AD_NODES)
+    assert site_nodes[1:-1] == ["plan", "design", "code", "render"]  # both graphs from langgraph.json
     assert state["next"] == [] and state["values"]["ad"]["width"] == 1080
     assert n_history == 10

@@ -1,0 +1,313 @@
+"""The homepage's planner, designer and developer with an LLM, over the same protocols as the rule agents.
+
+The LLM is asked for the parts it can do in a few tokens (which pages, a tagline and a short story, a style
+and a brand colour, a page description per page); the rule agents build the rest around those answers,
+and every answer is checked with the schemas' `…_problems()` rules before it is used. A bad answer gets
+one repair round; then the rules decide that part and the fallback is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, ValidationError, create_model
+
+from . import color as C
+from .llm import Usage, ask, describe_errors
+from .site_checks import code_problems
+from .site_designer import RuleSiteDesigner, readable
+from .site_developer import RuleSiteDeveloper
+from .site_planner import RuleSitePlanner
+from .site_schemas import (
+    EXTERNAL_URL,
+    MAX_PAGES,
+    PAGE_KINDS,
+    STYLES,
+    DesignSystem,
+    Profile,
+    SiteCode,
+    SiteImage,
+    SitePlan,
+    design_problems,
+    font_paths,
+    has_hangul,
+    plan_problems,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+SYSTEM = "You help a small shop make its homepage. Answer only by calling the function."
+LANGUAGE = {"ko": "Korean", "en": "English"}
+_PHONE = re.compile(r"\+?\d[\d\-. ()]{6,}\d")
+
+
+def describe(profile: Profile) -> str:
+    """The profile in a few lines (only what is filled in)."""
+    labels = {
+        "store_name": "Shop",
+        "store_type": "Type",
+        "location": "Location",
+        "store_strength": "Strengths",
+        "target_customer": "Customers",
+        "advertising_goal": "Goal",
+    }
+    values = profile.model_dump()
+    return "\n".join(f"{label}: {values[key]}" for key, label in labels.items() if values.get(key))
+
+
+def copy_problems(text: str, field: str, profile: Profile, *, low: int, high: int) -> list[str]:
+    """Short copy the site may show: the profile's language, a sensible length, no URL, no markup, no
+    phone number the shop did not give."""
+    out = []
+    lang = profile.language
+    if not low <= len(text.strip()) <= high:
+        out.append(f"{field} has {len(text.strip())} characters; write {low} to {high}")
+    if lang == "ko" and not has_hangul(text):
+        out.append(f"{field} must be written in Korean")
+    if lang == "en" and has_hangul(text):
+        out.append(f"{field} must be written in English")
+    if EXTERNAL_URL.search(text):
+        out.append(f"{field} contains a URL; the site links nowhere else")
+    if "<" in text or ">" in text:
+        out.append(f"{field} contains markup; write plain text")
+    digits = re.sub(r"\D", "", profile.phone_number or "")
+    for m in _PHONE.finditer(text):
+        found = re.sub(r"\D", "", m.group())
+        if len(found) >= 9 and found != digits:  # a date (2019-08-31) or a price is not a phone number
+            out.append(f"{field} has a phone number the shop did not give ({m.group()})")
+    return out
+
+
+class LLMSitePlanner:
+    """`SitePlanner`: the LLM picks the pages (unless the user did) and writes the tagline and the shop's
+    story; the rule planner builds every section, the contact lines and the navigation around them."""
+
+    name = "llm"
+
+    def __init__(self, chat: BaseChatModel, usage: Usage | None = None) -> None:
+        self.chat, self.usage = chat, usage if usage is not None else Usage()
+        self.rules = RuleSitePlanner()
+
+    async def plan(self, *, profile: Profile, images: int, pages: list[str] | None) -> SitePlan:
+        if pages is None:
+            pages = await self._pages(profile)
+        plan = await self.rules.plan(profile=profile, images=images, pages=pages)
+        return await self._copy(profile, plan)
+
+    async def _pages(self, profile: Profile) -> list[str] | None:
+        schema = create_model(
+            "SitePages",
+            __doc__="The pages of the homepage, in menu order.",
+            pages=(list[Literal[PAGE_KINDS]], Field(description="index first, gallery always, 3 to 5 pages")),
+        )
+
+        def check(choice: Any) -> list[str]:
+            chosen: list[str] = choice.pages
+            out = [f"missing the {p!r} page" for p in ("index", "gallery") if p not in chosen]
+            if chosen and chosen[0] != "index":
+                out.append("the first page must be 'index'")
+            if len(set(chosen)) != len(chosen):
+                out.append("page names repeat")
+            if len(chosen) > MAX_PAGES:
+                out.append(f"{len(chosen)} pages; at most {MAX_PAGES}")
+            return out
+
+        user = f"{describe(profile)}\nPages: {', '.join(PAGE_KINDS)}. Which pages should the site have?"
+        choice = await ask(
+            self.chat, schema, system=SYSTEM, user=user, agent="planner", part="plan.pages",
+            check=check, usage=self.usage,
+        )  # fmt: skip
+        return None if choice is None else list(choice.pages)
+
+    async def _copy(self, profile: Profile, plan: SitePlan) -> SitePlan:
+        has_about = any(p.slug == "about" for p in plan.pages)
+        fields: dict[str, Any] = {
+            "tagline": (str, Field(description="one welcoming sentence, under 100 characters"))
+        }
+        if has_about:
+            fields["story"] = (str, Field(description="two or three sentences about the shop"))
+        schema = create_model("SiteCopy", __doc__="Short copy for the homepage.", **fields)
+        lang = LANGUAGE[plan.language]
+
+        def apply(choice: Any) -> SitePlan:
+            pages = []
+            for page in plan.pages:
+                sections = []
+                for s in page.sections:
+                    if page.slug == "index" and s.kind == "hero":
+                        s = s.model_copy(update={"body": choice.tagline.strip()})
+                    elif page.slug == "about" and s.id == "story" and has_about:
+                        s = s.model_copy(update={"body": choice.story.strip()})
+                    sections.append(s)
+                pages.append(page.model_copy(update={"sections": sections}))
+            updated = plan.model_copy(update={"tagline": choice.tagline.strip(), "pages": pages})
+            return SitePlan.model_validate(updated.model_dump())  # model_copy skips the field checks
+
+        def check(choice: Any) -> list[str]:
+            out = copy_problems(choice.tagline, "tagline", profile, low=8, high=140)
+            if has_about:
+                out += copy_problems(choice.story, "story", profile, low=20, high=600)
+            return out or _problems(lambda: plan_problems(apply(choice), profile))
+
+        ask_for = "a tagline and the shop's story" if has_about else "a tagline"
+        user = f"{describe(profile)}\nWrite {ask_for} in {lang}, for the shop's customers."
+        choice = await ask(
+            self.chat, schema, system=SYSTEM, user=user, agent="planner", part="plan.copy",
+            check=check, usage=self.usage,
+        )  # fmt: skip
+        return plan if choice is None else apply(choice)
+
+
+class LLMSiteDesigner:
+    """`SiteDesigner`: the LLM picks the style (unless the user hinted one), the brand colour, the hero
+    layout and the button shape; the rule designer sets fonts, type scale and spacing, and the palette
+    must still read at 4.5:1 everywhere."""
+
+    name = "llm"
+
+    def __init__(self, chat: BaseChatModel, fonts: Any, usage: Usage | None = None) -> None:
+        self.chat, self.usage, self.fonts = chat, usage if usage is not None else Usage(), fonts
+        self.rules = RuleSiteDesigner(fonts)
+
+    async def design(self, *, profile: Profile, plan: SitePlan, style: str | None) -> DesignSystem:
+        styles = list(STYLES) if style is None else [None]
+        bases = {s: await self.rules.design(profile=profile, plan=plan, style=s or style) for s in styles}
+        fields: dict[str, Any] = {}
+        if style is None:
+            fields["style"] = (Literal[STYLES], Field(description="the look of the site"))
+        fields["brand_color"] = (
+            str,
+            Field(
+                pattern=COLOUR,
+                description=f"main colour for buttons and links: one of {', '.join(HUES)}, or #rrggbb",
+            ),
+        )
+        fields["hero"] = (
+            Literal["split", "banner", "centered"],
+            Field(description="layout of the top section"),
+        )
+        fields["button"] = (Literal["pill", "rounded", "square"], Field(description="button shape"))
+        schema = create_model("SiteStyle", __doc__="The homepage's look.", **fields)
+        installed = self.fonts.families()
+
+        def apply(choice: Any) -> DesignSystem:
+            base = bases[getattr(choice, "style", None)]
+            primary = brand_colour(choice.brand_color, base)
+            label = max(("#ffffff", "#111111"), key=lambda c: C.contrast(c, primary))
+            palette = base.palette.model_copy(update={"primary": primary, "on_primary": label})
+            updated = base.model_copy(
+                update={"palette": palette, "hero": choice.hero, "button": choice.button}
+            )
+            return DesignSystem.model_validate(updated.model_dump())
+
+        def check(choice: Any) -> list[str]:
+            if not re.match(COLOUR, choice.brand_color.strip().lower()):
+                return [
+                    f"brand_color {choice.brand_color!r} is not one of {', '.join(HUES)} or a #rrggbb colour"
+                ]
+            return [
+                p + "; choose a darker or stronger brand_color" if "primary" in p else p
+                for p in _problems(lambda: design_problems(apply(choice), installed))
+            ]
+
+        hint = "" if style is None else f"\nStyle: {style}"
+        user = f"{describe(profile)}{hint}\nChoose the homepage's look and its brand colour."
+        choice = await ask(
+            self.chat, schema, system=SYSTEM, user=user, agent="designer", part="design",
+            check=check, usage=self.usage,
+        )  # fmt: skip
+        return bases[styles[0]] if choice is None else apply(choice)
+
+
+HUES: dict[str, float] = {
+    "red": 0.99,
+    "orange": 0.07,
+    "brown": 0.08,
+    "green": 0.36,
+    "teal": 0.5,
+    "blue": 0.6,
+    "purple": 0.76,
+    "pink": 0.92,
+}
+"""Colour names a small model can choose from; each becomes a shade that reads on the site's backgrounds."""
+COLOUR = rf"^({'|'.join(HUES)}|#[0-9a-fA-F]{{6}})$"
+
+
+def brand_colour(value: str, base: DesignSystem) -> str:
+    """The brand colour the LLM named (a hue name or a #rrggbb), as the shade of its hue that reads at 4.5:1
+    on the background, the surface and white: the model picks the colour, the code picks how dark.
+
+    (SmolLM2 picks pastels — #f0d2e4 on #fcfaf7 is 1.3:1 — and cannot repair them when told.)"""
+    value = value.strip().lower()
+    if value in HUES:
+        colour = C.from_hls(HUES[value], 0.3 if value == "brown" else 0.4, 0.35 if value == "brown" else 0.65)
+    else:
+        colour = value
+    for under in (base.palette.background, base.palette.surface, "#ffffff"):
+        colour = readable(colour, under)
+    return colour
+
+
+def _problems(run: Any) -> list[str]:
+    """`run()`'s problems, or the schema's if building the value failed its field checks."""
+    try:
+        return list(run())
+    except ValidationError as e:
+        return describe_errors(e)
+
+
+_META = re.compile(r'<meta name="description" content="[^"]*">')
+
+
+class LLMSiteDeveloper:
+    """`SiteDeveloper`: the rule developer writes the pages; the LLM writes each page's description (the
+    search-result snippet), and the finished code must pass every static site check."""
+
+    name = "llm"
+
+    def __init__(self, chat: BaseChatModel, usage: Usage | None = None) -> None:
+        self.chat, self.usage = chat, usage if usage is not None else Usage()
+        self.rules = RuleSiteDeveloper()
+
+    async def code(
+        self, *, profile: Profile, plan: SitePlan, design: DesignSystem, images: list[SiteImage]
+    ) -> SiteCode:
+        base = await self.rules.code(profile=profile, plan=plan, design=design, images=images)
+        fields: dict[str, Any] = {
+            p.slug: (str, Field(description=f"description of the {p.slug} page, one sentence"))
+            for p in plan.pages
+        }
+        schema = create_model("PageDescriptions", __doc__="One short description per page.", **fields)
+        extra = dict.fromkeys(font_paths(design), b"")
+
+        def apply(choice: Any) -> SiteCode:
+            pages = dict(base.pages)
+            for page in plan.pages:
+                text = escape(getattr(choice, page.slug).strip(), quote=True)
+                meta = f'<meta name="description" content="{text}">'
+                pages[page.filename] = _META.sub(lambda _, meta=meta: meta, pages[page.filename], count=1)
+            return SiteCode(pages=pages, css=base.css)
+
+        def check(choice: Any) -> list[str]:
+            out: list[str] = []
+            for page in plan.pages:
+                out += copy_problems(getattr(choice, page.slug), page.slug, profile, low=10, high=160)
+            if out:
+                return out
+            pages = [p.filename for p in plan.pages]
+            return code_problems(
+                apply(choice), profile=profile, design=design, images=images, pages=pages, extra=extra
+            )
+
+        user = (
+            f"{describe(profile)}\nPages: {', '.join(p.slug for p in plan.pages)}. Write a one-sentence "
+            f"description of each page in {LANGUAGE[plan.language]}, e.g. index: {plan.tagline}"
+        )
+        choice = await ask(
+            self.chat, schema, system=SYSTEM, user=user, agent="developer", part="code.descriptions",
+            check=check, usage=self.usage,
+        )  # fmt: skip
+        return base if choice is None else apply(choice)
