@@ -15,8 +15,16 @@ import typer
 
 from graph.errors import AdgraphError
 
+AgentsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
+        "Default: ADGRAPH_AGENTS, else rules."
+    ),
+]
+
 app = typer.Typer(
-    help="AI ad creatives as checkpointed LangGraph workflows.",
+    help="AI ad creatives and small-business homepages as checkpointed LangGraph workflows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -28,15 +36,6 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
-
-
-AgentsOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
-        "Default: ADGRAPH_AGENTS, else rules."
-    ),
-]
 
 
 def settings_with_agents(agents: str | None) -> Any:

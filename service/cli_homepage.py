@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from graph.errors import AdgraphError
+from service.cli import AgentsOpt  # cli.py imports this module at its end, after defining it
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -32,25 +33,18 @@ def homepage(
     style: Annotated[
         str | None, typer.Option(help="A style hint: warm, modern, classic, playful, minimal…")
     ] = None,
-    agents: Annotated[
-        str | None, typer.Option(help="'rules' or 'llm' (default: ADGRAPH_AGENTS, else rules).")
-    ] = None,
+    agents: AgentsOpt = None,
 ) -> None:
     """Make a small self-contained website (pages, screenshots, zip) from a business profile."""
-    from service.cli import _run
+    from service.cli import _run, settings_with_agents
 
     def prepare() -> tuple[Any, Any, list[tuple[str, bytes]]]:
         """Read and check the profile and photos (blocking file reads, off the event loop)."""
-        if agents is not None and agents not in ("rules", "llm"):
-            raise AdgraphError(
-                "INVALID_INPUT", f"--agents {agents!r}: choose 'rules' or 'llm'", field="agents"
-            )
         from checkpoints.ingest import validate_image
         from service.homepage import HomepageJobInput
         from service.requests import parse
-        from service.settings import Settings
 
-        settings = Settings(agents=agents) if agents else Settings()
+        settings = settings_with_agents(agents)
         opts = parse(
             HomepageJobInput, {"profile": _read_profile(profile), "pages": page or None, "style": style}
         )
