@@ -14,14 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from graph.errors import AdgraphError
-
-AgentsOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
-        "Default: ADGRAPH_AGENTS, else rules."
-    ),
-]
+from service.cli_support import AgentsOpt, report, settings_with_agents
 
 app = typer.Typer(
     help="AI ad creatives and small-business homepages as checkpointed LangGraph workflows.",
@@ -36,17 +29,6 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
-
-
-def settings_with_agents(agents: str | None) -> Any:
-    """Settings from the environment, with `--agents` (if given) over ADGRAPH_AGENTS."""
-    from service.settings import Settings
-
-    if agents is None:
-        return Settings()
-    if agents not in ("rules", "llm"):
-        raise AdgraphError("INVALID_INPUT", f"--agents {agents!r}: choose 'rules' or 'llm'", field="agents")
-    return Settings(agents=agents)
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
@@ -102,16 +84,7 @@ async def _environment(settings: Any = None, *, with_context: bool = True) -> As
 async def _finish(env: _Env, result: Any, out: Path) -> int:
     from service.jobs import write_outputs
 
-    doc = write_outputs(result, env.ctx.artifacts, out)
-    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-    if result.error is not None:
-        typer.echo(
-            f"error: {result.error.code}: {result.error.message} "
-            f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
-            err=True,
-        )
-        return 1
-    return 0
+    return report(write_outputs(result, env.ctx.artifacts, out), result, out)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from graph.errors import AdgraphError
-from service.cli import AgentsOpt  # cli.py imports this module at its end, after defining it
+from service.cli_support import AgentsOpt, report, settings_with_agents
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -36,7 +36,7 @@ def homepage(
     agents: AgentsOpt = None,
 ) -> None:
     """Make a small self-contained website (pages, screenshots, zip) from a business profile."""
-    from service.cli import _run, settings_with_agents
+    from service.cli import _run
 
     def prepare() -> tuple[Any, Any, list[tuple[str, bytes]]]:
         """Read and check the profile and photos (blocking file reads, off the event loop)."""
@@ -103,15 +103,7 @@ def homepage(
                 graph, ctx, job_id, homepage_graph_input(opts, refs), listener=_progress, order=HOMEPAGE_NODES
             )
             doc = write_homepage_outputs(result, ctx.artifacts, out)
-        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-        if result.error is not None:
-            typer.echo(
-                f"error: {result.error.code}: {result.error.message} "
-                f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
-                err=True,
-            )
-            return 1
-        return 0
+        return report(doc, result, out)
 
     _run(main)
 
@@ -226,12 +218,4 @@ async def _run_and_write(settings: Any, run: Any, out: Path) -> int:
         ctx = make_homepage_context(settings, renderer, chat=chat)
         result = await run(build_homepage_graph(saver), ctx)
         doc = write_homepage_outputs(result, ctx.artifacts, out)
-    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-    if result.error is not None:
-        typer.echo(
-            f"error: {result.error.code}: {result.error.message} "
-            f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
-            err=True,
-        )
-        return 1
-    return 0
+    return report(doc, result, out)
