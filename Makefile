@@ -7,11 +7,13 @@ PHOTO := out/coffee.png
 
 .PHONY: setup system run stop test test-unit bench lint clean
 
-# Debian packages: Chromium for rendering, Nanum fonts for Korean text, npm for axe-core. Skipped when present.
+# Debian packages: Chromium for rendering, Nanum fonts for Korean text; npm (for axe-core) only where there is
+# none (Debian's npm conflicts with a NodeSource nodejs that brings its own). Skipped when all are present.
 system:
 	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q Nanum || ! command -v npm >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig npm; \
+	  NPM=$$(command -v npm >/dev/null || echo npm); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-nanum fontconfig $$NPM; \
 	fi
 
 # axe-core (pinned in package.json / package-lock.json) for the homepage's accessibility check.
