@@ -45,14 +45,11 @@ class SiteFonts(Protocol):
 
 
 class SiteRenderer(Protocol):
-    async def screenshot_site(
-        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int]
-    ) -> dict[str, dict[str, bytes]]:
-        """PNG of each page (full height) at each named width: {page: {"desktop": png, …}}."""
-        ...
-
-    async def audit_site(self, files: dict[str, bytes], pages: list[str]) -> dict[str, list[dict]]:
-        """axe-core's serious and critical violations per page."""
+    async def render_site(
+        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int], *, audit: bool = False
+    ) -> tuple[dict[str, dict[str, bytes]], dict[str, list[dict]]]:
+        """PNG of each page (full height) at each named width, {page: {"desktop": png, …}}, and with
+        `audit` axe-core's serious and critical violations per page."""
         ...
 
 

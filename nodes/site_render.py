@@ -25,11 +25,7 @@ async def site_render(state: HomepageState, runtime: Runtime[HomepageContext]) -
     if failed := {name: found for name, found in results.items() if found}:  # never load a bad site
         raise AdgraphError("SITE_CHECK_FAILED", f"the site failed {', '.join(failed)}", checks=failed)
     runtime.stream_writer({"type": "progress", "fraction": 0.1, "message": "screenshots and accessibility"})
-    # Screenshots (scripts off) and the axe-core audit (its own context) run side by side in one Chromium.
-    shots, violations = await asyncio.gather(
-        ctx.renderer.screenshot_site(files, site.pages, SCREEN_WIDTHS),
-        ctx.renderer.audit_site(files, site.pages) if ctx.audit else _nothing(),
-    )
+    shots, violations = await ctx.renderer.render_site(files, site.pages, SCREEN_WIDTHS, audit=ctx.audit)
     if ctx.audit:
         results["axe"] = [
             f"{page}: {v['impact']} {v['id']} ({v['help']}) at {', '.join(v['nodes'])}"
@@ -55,10 +51,6 @@ async def site_render(state: HomepageState, runtime: Runtime[HomepageContext]) -
             )
     site_zip = await ctx.artifacts.put_bytes(await asyncio.to_thread(zip_site, files), "application/zip")
     return {"screens": screens, "site_zip": site_zip, "checks": checks}
-
-
-async def _nothing() -> dict[str, list[dict]]:
-    return {}
 
 
 def zip_site(files: dict[str, bytes]) -> bytes:

@@ -178,25 +178,38 @@ class ChromiumRenderer:
                 with contextlib.suppress(PlaywrightError):
                     await context.close()
 
-    async def screenshot_site(
-        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int]
-    ) -> dict[str, dict[str, bytes]]:
-        """Full-page PNGs of each page at each width (`{"desktop": 1280, "mobile": 390}`), scripts off.
+    async def render_site(
+        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int], *, audit: bool = False
+    ) -> tuple[dict[str, dict[str, bytes]], dict[str, list[dict]]]:
+        """Full-page PNGs of each page at each width (`{"desktop": 1280, "mobile": 390}`) and, with `audit`,
+        axe-core's serious and critical violations per page (WCAG 2 A/AA rules and best practices) at the
+        widest width, run on the same load right after its screenshot: each page loads once per width.
 
-        Raises SITE_CHECK_FAILED naming the requests a page made outside the site."""
+        Scripts run only when auditing, and then only axe's: the static checks refuse any script of the
+        site's own before it gets here. Raises SITE_CHECK_FAILED naming the requests a page made outside
+        the site."""
+        axe = await self._axe() if audit else None
         shots: dict[str, dict[str, bytes]] = {name: {} for name in pages}
-        async with self._site(files, javascript=False) as (context, base, refused):
+        found: dict[str, list[dict]] = {}
+        plan = list(widths.items()) or [("", AUDIT_WIDTH)]
+        audit_width = max(width for _, width in plan)
+        async with self._site(files, javascript=audit) as (context, base, refused):
             try:
+                if axe is not None:  # as an init script axe is compiled once for the context (~40 % faster)
+                    await context.add_init_script(script=axe)
                 page = await context.new_page()
                 cdp = await context.new_cdp_session(page)
-                for label, width in widths.items():
+                for label, width in plan:
                     await page.set_viewport_size({"width": width, "height": 800 if width > 600 else 844})
                     for name in pages:
                         await asyncio.wait_for(page.goto(base + name, wait_until="load"), self.timeout_s)
                         await page.evaluate("document.fonts.ready.then(() => true)")  # webfonts in
-                        shots[name][label] = await asyncio.wait_for(
-                            _full_page_png(cdp, width), self.timeout_s
-                        )
+                        if label:
+                            shots[name][label] = await asyncio.wait_for(
+                                _full_page_png(cdp, width), self.timeout_s
+                            )
+                        if axe is not None and width == audit_width and name not in found:
+                            found[name] = await asyncio.wait_for(page.evaluate(_AXE_RUN), self.timeout_s)
             except (PlaywrightError, TimeoutError) as e:
                 raise TransientError(f"Chromium failed to render the site: {e}") from e
         if refused:
@@ -206,32 +219,19 @@ class ChromiumRenderer:
                 check="no_network_requests",
                 requests=refused[:20],
             )
-        return shots
+        return shots, found
 
-    async def audit_site(self, files: dict[str, bytes], pages: list[str]) -> dict[str, list[dict]]:
-        """axe-core's serious and critical violations per page (WCAG 2 A/AA rules and best practices).
-
-        Scripts run in this context only for axe: the site has none (the checks refuse any)."""
+    @staticmethod
+    async def _axe() -> str:
         if not AXE_JS.is_file():
             raise AdgraphError(
                 "MODEL_UNAVAILABLE",
                 f"axe-core is not installed at {AXE_JS}; run `npm ci` (make setup) in the project root",
             )
-        axe = await asyncio.to_thread(AXE_JS.read_text)
-        found: dict[str, list[dict]] = {}
-        async with self._site(files, javascript=True) as (context, base, _):
-            try:
-                # As an init script axe is compiled once for the context, not once per page (~40 % faster).
-                await context.add_init_script(script=axe)
-                page = await context.new_page()
-                await page.set_viewport_size({"width": 1280, "height": 800})
-                for name in pages:
-                    await asyncio.wait_for(page.goto(base + name, wait_until="load"), self.timeout_s)
-                    found[name] = await asyncio.wait_for(page.evaluate(_AXE_RUN), self.timeout_s)
-            except (PlaywrightError, TimeoutError) as e:
-                raise TransientError(f"Chromium failed to audit the site: {e}") from e
-        return found
+        return await asyncio.to_thread(AXE_JS.read_text)
 
+
+AUDIT_WIDTH = 1280
 
 _AXE_RUN = """async () => {
   const r = await axe.run(document, {resultTypes: ["violations"],

@@ -181,8 +181,8 @@ async def test_axe_finds_what_a_careless_site_gets_wrong(env):
         '<!DOCTYPE html><html lang="en"><head><title>x</title></head><body><main>'
         '<p style="color:#bbbbbb;background:#ffffff">faint text</p><img src="a.png"></main></body></html>'
     )
-    found = await env.ctx.renderer.audit_site(
-        {"index.html": html.encode(), "a.png": BANANA.read_bytes()}, ["index.html"]
+    _, found = await env.ctx.renderer.render_site(
+        {"index.html": html.encode(), "a.png": BANANA.read_bytes()}, ["index.html"], {}, audit=True
     )
     ids = {v["id"]: v["impact"] for v in found["index.html"]}
     assert ids.get("color-contrast") == "serious" and ids.get("image-alt") == "critical"
@@ -192,7 +192,8 @@ async def test_axe_finds_what_a_careless_site_gets_wrong(env):
 @pytest.mark.parametrize(
     "url", ["https://cdn.example.com/t.css", "file:///etc/hostname", "../../../../../../etc/hostname"]
 )
-async def test_the_renderer_refuses_requests_outside_the_site(env, url):
+@pytest.mark.parametrize("audit", [False, True])
+async def test_the_renderer_refuses_requests_outside_the_site(env, url, audit):
     from graph.errors import AdgraphError
 
     html = (
@@ -200,8 +201,8 @@ async def test_the_renderer_refuses_requests_outside_the_site(env, url):
         f'<link rel="stylesheet" href="{url}"></head><body><img src="{url}" alt="x"></body></html>'
     )
     with pytest.raises(AdgraphError) as e:
-        await env.ctx.renderer.screenshot_site(
-            {"index.html": html.encode()}, ["index.html"], {"desktop": 1280}
+        await env.ctx.renderer.render_site(
+            {"index.html": html.encode()}, ["index.html"], {"desktop": 1280}, audit=audit
         )
     assert e.value.code == "SITE_CHECK_FAILED" and e.value.details["check"] == "no_network_requests"
     assert e.value.details["requests"][0].endswith(url.rsplit("/", 1)[-1])

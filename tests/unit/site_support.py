@@ -54,9 +54,9 @@ class FakeSiteRenderer:
         self.screenshots: list[tuple[str, str]] = []
         self.seen: dict[str, bytes] = {}
 
-    async def screenshot_site(
-        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int]
-    ) -> dict[str, dict[str, bytes]]:
+    async def render_site(
+        self, files: dict[str, bytes], pages: list[str], widths: dict[str, int], *, audit: bool = False
+    ) -> tuple[dict[str, dict[str, bytes]], dict[str, list[dict]]]:
         self.seen = dict(files)
         out: dict[str, dict[str, bytes]] = {}
         for page in pages:
@@ -65,10 +65,7 @@ class FakeSiteRenderer:
             for label, width in widths.items():
                 self.screenshots.append((page, label))
                 out[page][label] = tiny_png(width, 10)
-        return out
-
-    async def audit_site(self, files: dict[str, bytes], pages: list[str]) -> dict[str, list[dict]]:
-        return {page: self.violations.get(page, []) for page in pages}
+        return out, ({page: self.violations.get(page, []) for page in pages} if audit else {})
 
 
 def site_context(tmp_path, renderer: Any = None, **agents: Any) -> HomepageContext:
