@@ -114,7 +114,8 @@ def diffuse(pipe: Any, call: dict[str, Any], seed: int, on_step: Callable[[int, 
     if "image" in call:
         from diffusers import FluxImg2ImgPipeline
 
-        pipe = FluxImg2ImgPipeline.from_pipe(pipe)  # shares the resident modules; nothing is copied
+        # Shares the resident modules; nothing is copied. Without a dtype from_pipe casts them to float32.
+        pipe = FluxImg2ImgPipeline.from_pipe(pipe, dtype=pipe.dtype)
         pipe.set_progress_bar_config(disable=True)
 
     def step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

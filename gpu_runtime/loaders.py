@@ -177,9 +177,18 @@ def bytes_at(path: Path, itemsize: int) -> int:
         if f.suffix != ".safetensors":
             total += f.stat().st_size
             continue
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
+        try:  # a git-lfs pointer or a truncated download is not a safetensors file: say so, don't crash
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                if not 2 <= n <= f.stat().st_size - 8:
+                    raise ValueError(f"header length {n} does not fit a {f.stat().st_size}-byte file")
+                header = json.loads(fh.read(n))
+        except (struct.error, ValueError) as e:  # json.JSONDecodeError is a ValueError
+            raise AdgraphError(
+                "MODEL_UNAVAILABLE",
+                f"{f} is not a safetensors file ({e}); is it a git-lfs pointer or a partial download?",
+                file=str(f),
+            ) from e
         for key, t in header.items():
             if key == "__metadata__":
                 continue

@@ -562,7 +562,8 @@ class ModelRuntime:
                 m.state = "disk"
             self._resident.clear()
         if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+            with torch.cuda.device(self.device):  # this runtime's GPU, not the calling thread's current one
+                torch.cuda.empty_cache()
 
 
 async def _finish_then_propagate(future: asyncio.Future[T]) -> T:

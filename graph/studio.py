@@ -24,7 +24,7 @@ from service.site_context import make_homepage_context
 _settings = Settings()
 # Chromium starts on first render; the GPU models (if configured) load on first use
 _renderer = make_renderer(_settings)
-set_default_context(make_ad_context(_settings, _renderer, make_models(_settings)))
+set_default_context(make_ad_context(_settings, _renderer, make_models(_settings, evaluations=False)))
 set_default_homepage_context(make_homepage_context(_settings, _renderer))
 
 ad = build_ad_graph()

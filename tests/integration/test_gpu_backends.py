@@ -273,3 +273,27 @@ async def test_the_real_loaders_objects_survive_eviction_and_swap_in(tiny_models
         assert stats["used_bytes"] <= stats["budget_bytes"] and stats["resident"] == ["flux"]
     finally:
         await runtime.close()
+
+
+def test_img2img_keeps_the_resident_pipeline_in_its_dtype(tiny_models):
+    """A restyle borrows the text-to-image pipeline's modules; it must not recast them (bf16 -> fp32 would
+    double FLUX's 24 GB on the GPU)."""
+    import torch
+
+    from gpu_runtime.flux import diffuse
+    from gpu_runtime.loaders import load_flux
+
+    pipe = load_flux(tiny_models.flux, torch.bfloat16)
+    steps: list[int] = []
+    call = {
+        "prompt": "linen",
+        "image": Image.new("RGB", (64, 64), (200, 180, 150)),
+        "strength": 0.5,
+        "num_inference_steps": 2,
+        "height": 64,
+        "width": 64,
+        "guidance_scale": 3.5,
+    }
+    image = diffuse(pipe, call, 1, lambda i, n: steps.append(i))
+    assert image.size == (64, 64) and steps
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder_2.dtype == torch.bfloat16

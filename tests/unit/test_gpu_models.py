@@ -203,3 +203,21 @@ def test_a_variant_release_is_found_in_the_models_root_after_the_main_one(tmp_pa
     (plain / "Qwen2-VL-2B-Instruct").mkdir(parents=True)
     (plain / "Qwen2-VL-2B-Instruct" / "config.json").write_text("{}")
     assert locate(MODELS["qwen2vl"], None, plain).path == plain / "Qwen2-VL-2B-Instruct"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n",  # a clone without LFS
+        (40).to_bytes(8, "little") + b'{"w": {"dtype": "F32", "shape"',  # a truncated download
+        b"\x01\x02",  # not even a header length
+    ],
+)
+def test_a_weights_file_that_is_not_safetensors_is_model_unavailable_naming_it(tmp_path, content):
+    pytest.importorskip("torch")
+    from gpu_runtime.loaders import bytes_at
+
+    (tmp_path / "model.safetensors").write_bytes(content)
+    with pytest.raises(AdgraphError) as e:
+        bytes_at(tmp_path, 2)
+    assert e.value.code == "MODEL_UNAVAILABLE" and "model.safetensors" in e.value.message
