@@ -18,9 +18,6 @@ if TYPE_CHECKING:
 
     from gpu_runtime.runtime import ModelSpec
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 def torch_dtype(name: str, device: str) -> torch.dtype:
     """`auto`: bfloat16 on CUDA (what the released weights are), float32 on the CPU (bf16 is slow there)."""
     import torch

@@ -229,13 +229,6 @@ class ModelRuntime:
             raise ValueError(f"model {spec.name!r} is already registered")
         self._models[spec.name] = _Model(spec=spec, nbytes=spec.expected_bytes)
 
-    def has(self, name: str) -> bool:
-        return name in self._models
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._models)
-
     @property
     def used_bytes(self) -> int:
         return sum(self._models[n].nbytes for n in self._resident)
