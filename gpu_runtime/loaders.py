@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from gpu_runtime.runtime import ModelSpec
 
+
 def torch_dtype(name: str, device: str) -> torch.dtype:
     """`auto`: bfloat16 on CUDA (what the released weights are), float32 on the CPU (bf16 is slow there)."""
     import torch
