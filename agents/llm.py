@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -311,10 +312,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec_fn that sets PR_SET_PDEATHSIG. libc's prctl is looked up here, in the parent: between fork
+    and exec in a process with threads only already-resolved calls are safe (no dlopen, no imports)."""
     import ctypes
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return functools.partial(prctl, 1, signal.SIGKILL)
 
 
 class EmbeddedLLMServer:
@@ -389,7 +393,7 @@ class EmbeddedLLMServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent(),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.pid = self.process.pid
@@ -451,6 +455,10 @@ class EmbeddedLLMServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+            except asyncio.CancelledError:  # never leave the server behind, cancelled or not
+                proc.kill()
+                proc.wait()
+                raise
         if self._log is not None:
             self._log.close()
             self._log = None

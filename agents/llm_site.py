@@ -219,7 +219,9 @@ class LLMSiteDesigner:
             self.chat, schema, system=SYSTEM, user=user, agent="designer", part="design",
             check=check, usage=self.usage,
         )  # fmt: skip
-        return bases[styles[0]] if choice is None else apply(choice)
+        if choice is None:  # the rule designer's own choice of style, as if no LLM had been asked
+            return await self.rules.design(profile=profile, plan=plan, style=style)
+        return apply(choice)
 
 
 HUES: dict[str, float] = {

@@ -22,7 +22,7 @@ URL_ATTRS = {
 }  # fmt: skip
 # A static site needs none of these; each can load or send something the checks cannot follow.
 FORBIDDEN = ("script", "iframe", "frame", "object", "embed", "base", "form", "portal")
-CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)|@import\s+(['"])(.*?)\3""", re.I)
+CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)|@import\s*(['"])(.*?)\3""", re.I)
 SAFE_SCHEMES = {"tel", "mailto"}
 
 
@@ -98,7 +98,7 @@ def _urls(page: _Page) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for tag, attrs in page.tags:
         if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "refresh":
-            out.append(("http-equiv=refresh", (attrs.get("content") or "").partition("=")[2].strip(" '\"")))
+            out.append(("http-equiv=refresh", _refresh_url(attrs.get("content") or "")))
         for name, value in attrs.items():
             if value is None:
                 continue
@@ -109,6 +109,14 @@ def _urls(page: _Page) -> list[tuple[str, str]]:
     for css in page.styles:
         out += [("style", m.group(2) or m.group(4) or "") for m in CSS_URL.finditer(css)]
     return out
+
+
+def _refresh_url(content: str) -> str:
+    """The URL of `<meta http-equiv=refresh content="5; url=X">`, also as browsers take "5; X" and "5,X"."""
+    m = re.match(r"\s*[\d.]*\s*[;,]\s*(.*)", content, re.S)
+    if m is None:  # "5": a reload of the page itself
+        return ""
+    return re.sub(r"^url\s*=\s*", "", m.group(1).strip(), flags=re.I).strip("'\"")
 
 
 def check_site(
@@ -145,6 +153,10 @@ def check_site(
         for tag in FORBIDDEN:
             if tag in names:
                 results["no_external_urls"].append(f"{path}: has a <{tag}> (sites are static)")
+        for tag, attrs in page.tags:  # an event handler is a script too (and can leave the site)
+            for name in attrs:
+                if name.startswith("on"):
+                    results["no_external_urls"].append(f"{path}: <{tag} {name}=…> (sites are static)")
         for tag, attrs in page.tags:
             if tag == "img" and not (attrs.get("alt") or "").strip():
                 results["images_have_alt"].append(f"{path}: <img src={attrs.get('src')!r}> has no alt text")
@@ -165,11 +177,12 @@ def check_site(
                     results["links_resolve"].append(f"{path}: url({url!r}) {problem}")
     if (index := pages.get("index.html")) is not None:
         text = " ".join(" ".join(index.text).split())
-        if profile.store_name not in text:
+        name, phone = (" ".join((v or "").split()) for v in (profile.store_name, profile.phone_number))
+        if name not in text:  # HTML collapses whitespace: so do the needles
             results["index_identity"].append(
                 f"the store name {profile.store_name!r} is not on the index page"
             )
-        if profile.phone_number and profile.phone_number not in text:
+        if phone and phone not in text:
             results["index_identity"].append(
                 f"the phone number {profile.phone_number!r} is not on the index page"
             )

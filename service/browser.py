@@ -203,7 +203,8 @@ class ChromiumRenderer:
                     await page.set_viewport_size({"width": width, "height": 800 if width > 600 else 844})
                     for name in pages:
                         await asyncio.wait_for(page.goto(base + name, wait_until="load"), self.timeout_s)
-                        await page.evaluate("document.fonts.ready.then(() => true)")  # webfonts in
+                        fonts = page.evaluate("document.fonts.ready.then(() => true)")  # webfonts in
+                        await asyncio.wait_for(fonts, self.timeout_s)
                         if label:
                             shots[name][label] = await asyncio.wait_for(
                                 _full_page_png(cdp, width), self.timeout_s

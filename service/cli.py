@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -160,7 +161,6 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the REST job service (jobs survive restarts; see /docs)."""
-    import functools
     import gc
     import subprocess
 
@@ -178,7 +178,7 @@ def serve(
     procs = [
         subprocess.Popen(
             [str(Path(sys.executable).with_name("adgraph")), "worker"],
-            preexec_fn=functools.partial(_child_preexec, cpus),
+            preexec_fn=_child_preexec(cpus),
         )
         for _ in range(workers)
     ]
@@ -200,13 +200,20 @@ def serve(
                 proc.kill()
 
 
-def _child_preexec(cpus: set[int] | None, *, nice: bool = True) -> None:
-    """In a child process before exec: die with its parent (even on kill -9), and yield the CPU to it."""
+def _child_preexec(cpus: set[int] | None, *, nice: bool = True) -> Callable[[], None]:
+    """A preexec_fn: the child dies with its parent (even on kill -9) and yields the CPU to it. libc's
+    prctl is looked up now, in the parent: between fork and exec only already-resolved calls are safe."""
     import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return functools.partial(_in_child, prctl, cpus, nice)
+
+
+def _in_child(prctl: Callable[..., int], cpus: set[int] | None, nice: bool) -> None:  # pragma: no cover
     import os
     import signal
 
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if nice:
         os.nice(5)
     if cpus:  # keep the API's cores free of job work
@@ -315,7 +322,6 @@ def studio(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the graphs to LangGraph Studio (`langgraph dev`) over this project's checkpoint database."""
-    import functools
     import os
     import subprocess
 
@@ -343,7 +349,7 @@ def studio(
         "--no-reload",
     ]
     # The dev server dies with this command, however it ends (even kill -9).
-    die_with_parent = functools.partial(_child_preexec, None, nice=False)
+    die_with_parent = _child_preexec(None, nice=False)
     with subprocess.Popen(cmd, env=env, cwd=config.parent, preexec_fn=die_with_parent) as server:
         try:
             n = asyncio.run(_register_jobs(f"http://{host}:{port}", settings))

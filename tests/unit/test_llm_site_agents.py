@@ -188,6 +188,18 @@ async def test_bad_design_answers_fall_back_to_the_rules_design(answer: dict, wo
     assert design_problems(design, fonts.families()) == []
 
 
+async def test_a_design_fallback_keeps_the_style_the_rules_would_choose() -> None:
+    """Not the first style of the list: a nail salon's rule design is not the café's warm one."""
+    fonts = FontconfigCatalog()
+    salon = profile({**KO, "store_type": "네일 살롱", "store_strength": "꼼꼼한 관리"})
+    plan = await rule_plan()
+    rules = await RuleSiteDesigner(fonts).design(profile=salon, plan=plan, style=None)
+    assert rules.style != "warm"
+    bad = {"style": "gothic", "brand_color": "blue", "hero": "split", "button": "pill"}
+    chat = script(call("SiteStyle", **bad), call("SiteStyle", **bad))
+    assert await LLMSiteDesigner(chat, fonts).design(profile=salon, plan=plan, style=None) == rules
+
+
 # -- developer -------------------------------------------------------------------------------------------
 
 

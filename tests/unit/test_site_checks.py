@@ -79,6 +79,26 @@ def edited(files: dict[str, bytes], path: str, old: str, new: str, count: int = 
             'href="about.html" ping="https://t.example/p"',
             "no_external_urls",
         ),
+        # what a browser takes that a loose check would miss
+        ("assets/site.css", ":root{", '@import"https://fonts.example/css";:root{', "no_external_urls"),
+        (
+            "index.html",
+            "</head>",
+            '<meta http-equiv="refresh" content="0; https://evil.example/"></head>',
+            "no_external_urls",
+        ),
+        (
+            "index.html",
+            "</head>",
+            '<meta http-equiv="refresh" content="1,URL = \'https://evil.example/\'"></head>',
+            "no_external_urls",
+        ),
+        (
+            "gallery.html",
+            'src="images/photo-1.png"',
+            'src="images/photo-1.png" onerror="location=\'https://evil.example\'"',
+            "no_external_urls",
+        ),
         (
             "index.html",
             "</main>",
@@ -113,6 +133,12 @@ def test_the_store_name_and_phone_must_be_on_the_index_page(good):
     assert failing(check_site(no_phone, p, design)) == {"index_identity"}
     no_name = edited(files, "index.html", "카페 봄", "우리 가게", count=-1)
     assert "index_identity" in failing(check_site(no_name, p, design))
+
+
+def test_the_store_name_and_phone_are_found_whatever_their_spacing(good):
+    p, design, files = good
+    spaced = p.model_copy(update={"store_name": "카페  봄", "phone_number": " 02-123-4567 "})
+    assert failing(check_site(files, spaced, design)) == set()
 
 
 def test_tel_and_mailto_links_are_fine(good):
