@@ -59,51 +59,42 @@ def load_flux(path: Path, dtype: torch.dtype) -> Any:
 
 
 @dataclass
-class VisionLanguage:
-    """Qwen2-VL without `Qwen2VLProcessor` (which needs torchvision): the model, its tokenizer and the
-    PIL image processor. The runtime moves `model`; the other two are host-side."""
+class ImageTextModel:
+    """A transformers model with its tokenizer and PIL image processor (Qwen2-VL without
+    `Qwen2VLProcessor`, which needs torchvision; CLIP). The runtime moves `model`; the rest is host-side."""
 
     model: Any
     tokenizer: Any
     image_processor: Any
 
 
-def load_qwen2vl(path: Path, dtype: torch.dtype) -> VisionLanguage:
-    _offline()
-    from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+def load_qwen2vl(path: Path, dtype: torch.dtype) -> ImageTextModel:
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    _model_type(path, "qwen2_vl")
-    model, info = Qwen2VLForConditionalGeneration.from_pretrained(
+    return _image_text(path, dtype, "qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil)
+
+
+def load_clip(path: Path, dtype: torch.dtype) -> ImageTextModel:
+    from transformers import CLIPImageProcessorPil, CLIPModel
+
+    return _image_text(path, dtype, "clip", CLIPModel, CLIPImageProcessorPil)
+
+
+def _image_text(
+    path: Path, dtype: torch.dtype, model_type: str, model_cls: Any, proc_cls: Any
+) -> ImageTextModel:
+    _offline()
+    from transformers import AutoTokenizer
+
+    _model_type(path, model_type)
+    model, info = model_cls.from_pretrained(
         str(path), dtype=dtype, local_files_only=True, output_loading_info=True
     )
     _complete(info)
-    return VisionLanguage(
+    return ImageTextModel(
         model=model.eval(),
         tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
-        image_processor=Qwen2VLImageProcessorPil.from_pretrained(str(path), local_files_only=True),
-    )
-
-
-@dataclass
-class Clip:
-    model: Any
-    tokenizer: Any
-    image_processor: Any
-
-
-def load_clip(path: Path, dtype: torch.dtype) -> Clip:
-    _offline()
-    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
-
-    _model_type(path, "clip")
-    model, info = CLIPModel.from_pretrained(
-        str(path), dtype=dtype, local_files_only=True, output_loading_info=True
-    )
-    _complete(info)
-    return Clip(
-        model=model.eval(),
-        tokenizer=AutoTokenizer.from_pretrained(str(path), local_files_only=True),
-        image_processor=CLIPImageProcessorPil.from_pretrained(str(path), local_files_only=True),
+        image_processor=proc_cls.from_pretrained(str(path), local_files_only=True),
     )
 
 
