@@ -118,7 +118,15 @@ async def test_the_site_opens_from_disk_with_no_network(korean_site):
                 }"""
             )
             assert broken == []
-            assert await page.evaluate("document.fonts.check('16px \"site-nanumsquareround\"')")
+            # fonts load after "load" when they are first used: wait for them, then ask for the site's face
+            assert await page.evaluate(
+                """async () => {
+                    await document.fonts.ready;
+                    const name = f => f.family.replace(/["']/g, "");
+                    return [...document.fonts].some(
+                        f => name(f) === "site-nanumsquareround" && f.status === "loaded");
+                }"""
+            )
         await browser.close()
     assert outside == []
 
