@@ -173,7 +173,7 @@ def check_site(
                 url = m.group(2) or m.group(4) or ""
                 if _is_external(url):
                     results["no_external_urls"].append(f"{path}: url({url!r}) leaves the site")
-                elif not url.startswith("data:") and (problem := _resolve(path, url, files, pages)):
+                elif problem := _resolve(path, url, files, pages):
                     results["links_resolve"].append(f"{path}: url({url!r}) {problem}")
     if (index := pages.get("index.html")) is not None:
         text = " ".join(" ".join(index.text).split())

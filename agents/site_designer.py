@@ -9,7 +9,7 @@ import os
 import re
 from typing import Literal
 
-from agents.color import contrast, hls, with_lightness
+from agents.color import contrast, from_hls, hls, with_lightness
 from agents.site_schemas import MIN_CONTRAST, DesignSystem, Palette, Profile, SitePlan, TypeScale
 
 Style = Literal["warm", "modern", "classic", "playful", "minimal"]
@@ -143,9 +143,6 @@ class RuleSiteDesigner:
     async def design(self, *, profile: Profile, plan: SitePlan, style: str | None) -> DesignSystem:
         s = read_style(style, profile)
         base = STYLE_BASE[s]
-        primary = with_lightness("#000000", 0.0)
-        from agents.color import from_hls
-
         primary = from_hls(base["hue"], 0.38, base["sat"])
         bg, surface = base["bg"], base["surface"]
         text = readable(from_hls(base["hue"], 0.12, 0.15), bg, minimum=10.0)

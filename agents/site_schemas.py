@@ -18,21 +18,8 @@ MAX_PAGES = 5
 MIN_CONTRAST = 4.5
 PAGE_KINDS: tuple[str, ...] = ("index", "about", "menu", "gallery", "contact")
 """The pages a site can have; `index` and `gallery` are always there. The file is `<kind>.html`."""
-SECTION_KINDS: tuple[str, ...] = ("hero", "text", "features", "gallery", "contact", "cta")
 STYLES: tuple[str, ...] = ("warm", "modern", "classic", "playful", "minimal")
 """Style hints the designer understands; any other text is read for these words (Korean too)."""
-PROFILE_FIELDS: tuple[str, ...] = (
-    "store_name",
-    "store_type",
-    "budget",
-    "period",
-    "advertising_goal",
-    "target_customer",
-    "advertising_media",
-    "store_strength",
-    "location",
-    "phone_number",
-)
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _SLUG = r"^[a-z][a-z0-9-]{0,31}$"
 # A URL in copy: a scheme with "//", a protocol-relative "//host", or "www." (tel:/mailto: are fine).

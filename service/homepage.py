@@ -138,18 +138,10 @@ def homepage_branch_changes(
     """Apply a branch's `changes` to a homepage checkpoint's `values`: (the new job's input, state overrides).
 
     "Same plan, new design" is a branch from `plan` with a new `style`."""
+    from service.jobs import check_branch
     from service.requests import parse
 
-    unknown = set(changes) - set(HOMEPAGE_BRANCH_FIELDS)
-    if unknown:
-        raise AdgraphError(
-            "INVALID_INPUT",
-            f"cannot change {', '.join(sorted(unknown))} in a homepage branch; "
-            f"change one of {', '.join(HOMEPAGE_BRANCH_FIELDS)}",
-            fields=sorted(unknown),
-        )
-    if "profile" not in values:
-        raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
+    check_branch(values, changes, HOMEPAGE_BRANCH_FIELDS, first_key="profile", what="a homepage branch")
     current = {
         "profile": values["profile"].model_dump(exclude_none=True),
         "images": [ref.id for ref in values["images"]],

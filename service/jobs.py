@@ -188,6 +188,26 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def check_branch(
+    values: dict[str, Any],
+    changes: dict[str, Any],
+    fields: tuple[str, ...],
+    *,
+    first_key: str,
+    what: str = "a branch",
+) -> None:
+    """Refuse a branch that changes what it can't, or starts from before the first node (no `first_key`)."""
+    unknown = set(changes) - set(fields)
+    if unknown:
+        raise AdgraphError(
+            "INVALID_INPUT",
+            f"cannot change {', '.join(sorted(unknown))} in {what}; change one of {', '.join(fields)}",
+            fields=sorted(unknown),
+        )
+    if first_key not in values:
+        raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
+
+
 BRANCH_FIELDS = ("headline", "subline", "cta", "background_prompt", "seed", "font")
 
 
@@ -201,16 +221,7 @@ def branch_changes(
     from graph.models import AdCopy
     from service.requests import AdOptions, parse
 
-    unknown = set(changes) - set(BRANCH_FIELDS)
-    if unknown:
-        raise AdgraphError(
-            "INVALID_INPUT",
-            f"cannot change {', '.join(sorted(unknown))} in a branch; "
-            f"change one of {', '.join(BRANCH_FIELDS)}",
-            fields=sorted(unknown),
-        )
-    if "copy" not in values:
-        raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
+    check_branch(values, changes, BRANCH_FIELDS, first_key="copy")
     old: AdCopy = values["copy"]
     current = {
         "headline": old.headline,
