@@ -12,7 +12,7 @@ from service.api import artifacts, errors, evaluations, jobs, meta
 from service.api.deps import Resources
 from service.context import ad_context, chat_of, make_ad_context, make_models, make_renderer
 from service.db import make_engine, migrate
-from service.events import EventBus
+from service.events import EventBus, EventTail
 from service.runner import JobRunner, RemoteRunner
 from service.settings import Settings
 from service.site_context import make_homepage_context
@@ -51,13 +51,20 @@ def create_app(
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
             contexts = {"ad": ctx, "homepage": homepage_context(settings, ctx.renderer, chat=chat_of(ctx))}
             store, bus = JobStore(engine), EventBus()
+            stack.callback(store.close)
+            # Wakes the event streams for events written elsewhere (worker processes, a runner's claim).
+            tail = EventTail(bus, store.latest_event_ids)
+            tail.start()
+            stack.push_async_callback(tail.stop)
             if run_jobs:
                 # The runner gets its own connections: its lease renewals and progress writes must not
                 # queue behind a burst of API reads.
                 runner_engine = make_engine(settings.database)
                 stack.push_async_callback(runner_engine.dispose)
+                runner_store = JobStore(runner_engine)
+                stack.callback(runner_store.close)
                 runner = JobRunner(
-                    JobStore(runner_engine),
+                    runner_store,
                     WORKFLOWS,
                     graphs,
                     ctx,

@@ -125,10 +125,12 @@ class JobRunner:
         data: dict[str, Any],
         timing: tuple[str, str, float] | None = None,
     ) -> None:
-        self.bus.publish(job_id, await self.store.progress(job_id, values, type_, data, timing))
+        await self.store.progress(job_id, values, type_, data, timing)
+        self.bus.publish(job_id)
 
     async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        self.bus.publish(job_id, await self.store.add_event(job_id, type_, data))
+        await self.store.add_event(job_id, type_, data)
+        self.bus.publish(job_id)
 
     async def _run(self, job: Job) -> None:
         wf = self.workflows[job.workflow]
@@ -337,7 +339,8 @@ class _Progress:
 
 class RemoteRunner:
     """The API process's side when jobs run in worker processes (`adgraph worker`): the database is the
-    only channel — workers poll the queue and the cancel flag, the event stream reads the events table."""
+    only channel — workers poll the queue and the cancel flag, the app's `EventTail` reads the events
+    table for its streams."""
 
     def __init__(self, store: JobStore, bus: EventBus) -> None:
         self.store, self.bus = store, bus
@@ -350,7 +353,8 @@ class RemoteRunner:
         return False
 
     async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        self.bus.publish(job_id, await self.store.add_event(job_id, type_, data))
+        await self.store.add_event(job_id, type_, data)
+        self.bus.publish(job_id)
 
 
 async def run_worker(settings: Any) -> None:
@@ -364,6 +368,7 @@ async def run_worker(settings: Any) -> None:
     from service.workflows import WORKFLOWS
 
     engine = make_engine(settings.database)
+    store = JobStore(engine)
     try:
         await migrate(engine)
         async with (
@@ -373,7 +378,7 @@ async def run_worker(settings: Any) -> None:
             graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
             site_ctx = make_homepage_context(settings, ctx.renderer, chat=chat_of(ctx))
             runner = JobRunner(
-                JobStore(engine),
+                store,
                 WORKFLOWS,
                 graphs,
                 ctx,
@@ -396,4 +401,5 @@ async def run_worker(settings: Any) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
     finally:
+        store.close()
         await engine.dispose()

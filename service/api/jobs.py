@@ -35,7 +35,8 @@ from service.store import check_job_id
 from service.workflows import WORKFLOWS, Workflow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-SSE_POLL_S = 0.02
+STREAM_LOOK_S = 1.0
+"""How often a stream reads its job's events with no wake-up (should the `EventTail` fail)."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     409: {"model": ErrorResponse},
@@ -219,7 +220,7 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 async def _event_stream(res: Resources, job_id: str, after: int, request: Request) -> AsyncIterator[str]:
-    queue = res.bus.subscribe(job_id)  # subscribe first, then replay: nothing falls in between
+    wake = res.bus.subscribe(job_id)  # subscribe first, then replay: nothing falls in between
     try:
         last = after
         finished = False
@@ -235,13 +236,10 @@ async def _event_stream(res: Resources, job_id: str, after: int, request: Reques
             return
         idle_since = time.monotonic()
         while True:
-            # The database is the one ordered record of a job's events. The in-process bus only says
-            # "look now"; jobs run by a worker process don't reach it, so the stream also looks every
-            # SSE_POLL_S.
+            # The database is the one ordered record of a job's events; the bus only says "look now".
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.get(), timeout=SSE_POLL_S)
-            while not queue.empty():
-                queue.get_nowait()
+                await asyncio.wait_for(wake.wait(), timeout=STREAM_LOOK_S)
+            wake.clear()
             for ev in await res.store.events(job_id, last):
                 last = ev.id
                 idle_since = time.monotonic()
@@ -254,7 +252,7 @@ async def _event_stream(res: Resources, job_id: str, after: int, request: Reques
                 idle_since = time.monotonic()
                 yield ": keep-alive\n\n"
     finally:
-        res.bus.unsubscribe(job_id, queue)
+        res.bus.unsubscribe(job_id, wake)
 
 
 def _sse(event_id: int, type_: str, data: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,6 +25,23 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _stream(http: httpx.Client, job_id: str) -> list[tuple[str, str]]:
+    """Follow GET /v1/jobs/{id}/events to the job's end: (event, node name or final status) each."""
+    out: list[tuple[str, str]] = []
+    with http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=120) as r:
+        assert r.status_code == 200
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind in ("node_finished", "job_finished"):
+                data = json.loads(line[5:])
+                out.append((kind, data.get("name") or data.get("status")))
+                if kind == "job_finished":
+                    return out
+    return out
 
 
 def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -78,6 +96,11 @@ def test_a_killed_server_finishes_every_job_from_its_checkpoints(tmp_path: Path)
 
         server = _start(env, port, log)
         with httpx.Client(base_url=base, timeout=10) as http:
+            # the last job runs in the new worker process; its event stream, opened now, follows it live
+            # (the API process learns of a worker's events from the database) to its end
+            streamed = _stream(http, ids[2])
+            assert streamed[-1] == ("job_finished", "succeeded"), streamed
+            assert [n for kind, n in streamed if kind == "node_finished"] == list(AD_NODES), streamed
             deadline = time.monotonic() + 90
             jobs = {}
             while time.monotonic() < deadline:
