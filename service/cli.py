@@ -159,6 +159,9 @@ def serve(
     workers: Annotated[
         int, typer.Option(help="Worker processes that run the jobs; 0 runs them inside the API process.")
     ] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (off by default: status polls would flood the log).")
+    ] = False,
 ) -> None:
     """Run the REST job service (jobs survive restarts; see /docs)."""
     import gc
@@ -178,7 +181,7 @@ def serve(
     procs = [
         subprocess.Popen(
             [str(Path(sys.executable).with_name("adgraph")), "worker"],
-            preexec_fn=_child_preexec(cpus),
+            preexec_fn=_child_preexec(cpus, nice=settings.worker_nice),
         )
         for _ in range(workers)
     ]
@@ -189,7 +192,9 @@ def serve(
     gc.collect()
     gc.freeze()
     try:
-        uvicorn.run(api, host=host, port=port, log_level="info", timeout_graceful_shutdown=30)
+        uvicorn.run(
+            api, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=30
+        )
     finally:
         for proc in procs:
             proc.terminate()  # workers stop at the next node boundary; unfinished jobs stay queued
@@ -200,22 +205,23 @@ def serve(
                 proc.kill()
 
 
-def _child_preexec(cpus: set[int] | None, *, nice: bool = True) -> Callable[[], None]:
-    """A preexec_fn: the child dies with its parent (even on kill -9) and yields the CPU to it. libc's
-    prctl is looked up now, in the parent: between fork and exec only already-resolved calls are safe."""
+def _child_preexec(cpus: set[int] | None, *, nice: int = 0) -> Callable[[], None]:
+    """A preexec_fn: the child dies with its parent (even on kill -9), runs `nice` steps below it and only
+    on `cpus`. libc's prctl is looked up now, in the parent: between fork and exec only already-resolved
+    calls are safe."""
     import ctypes
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     return functools.partial(_in_child, prctl, cpus, nice)
 
 
-def _in_child(prctl: Callable[..., int], cpus: set[int] | None, nice: bool) -> None:  # pragma: no cover
+def _in_child(prctl: Callable[..., int], cpus: set[int] | None, nice: int) -> None:  # pragma: no cover
     import os
     import signal
 
     prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if nice:
-        os.nice(5)
+        os.nice(nice)
     if cpus:  # keep the API's cores free of job work
         os.sched_setaffinity(0, cpus)
 
@@ -349,7 +355,7 @@ def studio(
         "--no-reload",
     ]
     # The dev server dies with this command, however it ends (even kill -9).
-    die_with_parent = _child_preexec(None, nice=False)
+    die_with_parent = _child_preexec(None)
     with subprocess.Popen(cmd, env=env, cwd=config.parent, preexec_fn=die_with_parent) as server:
         try:
             n = asyncio.run(_register_jobs(f"http://{host}:{port}", settings))

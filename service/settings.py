@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Jobs run at once by this process (each already uses two threads for segmentation).",
     )
+    worker_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="Niceness of the job worker processes (their Chromium and model threads too): at 19 "
+        "the API answers first and jobs use the CPU it leaves.",
+    )
     worker_cpus: str | None = Field(
         None,
         pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$",

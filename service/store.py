@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, and_, create_engine, func, or_, select, update
+from sqlalchemy import Engine, Row, Select, and_, bindparam, create_engine, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -17,6 +17,7 @@ from graph.errors import AdgraphError
 from service.db import Job, JobEvent, NodeTiming, utcnow
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+_JOB_BY_ID = select(Job.__table__).where(Job.id == bindparam("job_id"))
 
 
 def check_job_id(job_id: str) -> str:
@@ -39,7 +40,7 @@ class JobStore:
         if self._reader is not None:
             self._reader.dispose()
 
-    async def _rows(self, stmt: Select[Any]) -> list[Row[Any]]:
+    async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> list[Row[Any]]:
         """A read. SQLite's run on the event loop's own thread over one plain connection: a lookup by key
         takes ~0.1 ms there, while each aiosqlite call hands off to its thread and back (several per
         query; with the cores busy each hand-off may wait for one, which was most of a status poll's p99).
@@ -48,12 +49,12 @@ class JobStore:
         if self._reader is not None:
             try:
                 with self._reader.connect() as conn:
-                    return list(conn.execute(stmt).all())
+                    return list(conn.execute(stmt, params).all())
             except OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise
         async with self.engine.connect() as conn:
-            return list((await conn.execute(stmt)).all())
+            return list((await conn.execute(stmt, params)).all())
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -109,8 +110,9 @@ class JobStore:
 
     async def get(self, job_id: str) -> Job:
         job_id = check_job_id(job_id)
-        # Core, not a session: the most frequent request (status polls) costs one short read.
-        rows = await self._rows(select(Job.__table__).where(Job.id == job_id))
+        # Core, not a session, and a statement built once: the most frequent request (status polls) costs
+        # one short read.
+        rows = await self._rows(_JOB_BY_ID, {"job_id": job_id})
         if not rows:
             raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id}")
         return Job(**rows[0]._mapping)

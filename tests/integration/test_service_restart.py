@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from graph.state import AD_NODES
@@ -96,6 +97,9 @@ def test_a_killed_server_finishes_every_job_from_its_checkpoints(tmp_path: Path)
 
         server = _start(env, port, log)
         with httpx.Client(base_url=base, timeout=10) as http:
+            # the jobs run in a worker process (and its Chromium) that yields the CPU to the API
+            workers = [p for p in psutil.Process(server.pid).children() if "worker" in p.cmdline()]
+            assert len(workers) == 1 and workers[0].nice() == 19
             # the last job runs in the new worker process; its event stream, opened now, follows it live
             # (the API process learns of a worker's events from the database) to its end
             streamed = _stream(http, ids[2])
