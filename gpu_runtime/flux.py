@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -23,6 +25,17 @@ MULTIPLE = 16  # FLUX packs 2x2 latents of an 8x VAE: sides must be multiples of
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 _KO = re.compile("|".join(re.escape(k) for k in sorted(KO_WORDS, key=len, reverse=True)))
 _KO_PLACE = {"wall": "wall", "floor": "tabletop"}
+
+
+def flux_defaults(model_dir: Path) -> tuple[int, float]:
+    """Steps and guidance the checkpoint was made for: FLUX.1-dev embeds the guidance scale (28 steps,
+    guidance 3.5); FLUX.1-schnell does not (distilled to 4 steps; guidance is ignored, so 0). Told apart by
+    `guidance_embeds` in the transformer's config; a config that cannot be read counts as dev."""
+    try:
+        config = json.loads((model_dir / "transformer" / "config.json").read_text())
+    except (OSError, ValueError):
+        return 28, 3.5
+    return (28, 3.5) if config.get("guidance_embeds", True) else (4, 0.0)
 
 
 def flux_prompt(prompt: str) -> str:

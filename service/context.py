@@ -19,7 +19,7 @@ from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
 from checkpoints.artifacts import FileArtifactStore
 from gpu_runtime.birefnet import BiRefNetSegmenter
 from gpu_runtime.clip import ClipScorer
-from gpu_runtime.flux import FluxBackdrop
+from gpu_runtime.flux import FluxBackdrop, flux_defaults
 from gpu_runtime.models import (
     BACKEND_SETTING,
     MODELS,
@@ -200,14 +200,7 @@ def make_ad_context(
         segmenter=BiRefNetSegmenter(runtime, resolution=settings.birefnet_resolution)
         if gpu.get("segment")
         else U2NetPSegmenter(threads=settings.onnx_threads),
-        backdrop=FluxBackdrop(
-            runtime,
-            steps=settings.flux_steps,
-            guidance=settings.flux_guidance,
-            resolution=settings.flux_resolution,
-        )
-        if gpu.get("background")
-        else StudioBackdrop(),
+        backdrop=_flux(settings, runtime, models) if gpu.get("background") else StudioBackdrop(),
         compositor=StudioCompositor(),
         analyzer=QwenAnalyzer(runtime, stats, max_new_tokens=settings.qwen2vl_max_new_tokens)
         if gpu.get("analyze")
@@ -217,6 +210,18 @@ def make_ad_context(
         developer=developer,
         renderer=renderer,
         models=models,
+    )
+
+
+def _flux(settings: Settings, runtime: Any, models: GpuModels | None) -> FluxBackdrop:
+    """FLUX with the settings' steps and guidance, or the checkpoint's own (dev or schnell)."""
+    assert models is not None and models.located["flux"].path is not None
+    steps, guidance = flux_defaults(models.located["flux"].path)
+    return FluxBackdrop(
+        runtime,
+        steps=settings.flux_steps or steps,
+        guidance=guidance if settings.flux_guidance is None else settings.flux_guidance,
+        resolution=settings.flux_resolution,
     )
 
 

@@ -101,8 +101,12 @@ class Settings(BaseSettings):
     gpu_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on CUDA, float32 on the CPU."
     )
-    flux_steps: int = Field(28, ge=1, le=200)
-    flux_guidance: float = Field(3.5, ge=0)
+    flux_steps: int | None = Field(
+        None, ge=1, le=200, description="Denoising steps; default: the model's own (dev 28, schnell 4)."
+    )
+    flux_guidance: float | None = Field(
+        None, ge=0, description="Guidance scale; default: the model's own (dev 3.5, schnell 0)."
+    )
     flux_resolution: int = Field(1024, ge=64, le=2048, description="Long side FLUX draws at, then resized.")
     birefnet_resolution: int = Field(1024, ge=32, le=2048)
     qwen2vl_max_new_tokens: int = Field(256, ge=1, le=2048)

@@ -221,3 +221,29 @@ def test_a_weights_file_that_is_not_safetensors_is_model_unavailable_naming_it(t
     with pytest.raises(AdgraphError) as e:
         bytes_at(tmp_path, 2)
     assert e.value.code == "MODEL_UNAVAILABLE" and "model.safetensors" in e.value.message
+
+
+@pytest.mark.parametrize(
+    ("guidance_embeds", "settings", "expected"),
+    [
+        (True, {}, (28, 3.5)),  # FLUX.1-dev
+        (False, {}, (4, 0.0)),  # FLUX.1-schnell: distilled to a few steps, no guidance
+        (None, {}, (28, 3.5)),  # no transformer config: taken as dev
+        (False, {"flux_steps": 8, "flux_guidance": 1.5}, (8, 1.5)),  # the settings win
+        (True, {"flux_guidance": 0.0}, (28, 0.0)),
+    ],
+)
+def test_flux_draws_with_the_steps_and_guidance_its_checkpoint_was_made_for(
+    tmp_path, guidance_embeds, settings, expected
+):
+    from service.context import GpuModels, make_ad_context
+
+    root = fake_flux(tmp_path / "flux")
+    if guidance_embeds is not None:
+        config = {"_class_name": "FluxTransformer2DModel", "guidance_embeds": guidance_embeds}
+        (root / "transformer" / "config.json").write_text(json.dumps(config))
+    located = locate(FLUX, root, None)
+    models = GpuModels({"background": choose("background", "flux", located)}, {"flux": located})
+    backdrop = make_ad_context(Settings(**settings), None, models).backdrop
+    assert backdrop.name == "flux"
+    assert (backdrop.steps, backdrop.guidance) == expected
