@@ -177,8 +177,10 @@ class ModelRuntime:
         max_bypass: int = 4,
         copy_on_cpu: bool = False,
         host_budget_bytes: int | None = None,
+        share: int = 1,
     ) -> None:
-        """`budget_bytes` defaults to the device's memory minus `reserve_bytes` (activations, CUDA context).
+        """`budget_bytes` defaults to the device's memory minus `reserve_bytes` (activations, CUDA context),
+        divided by `share`, the number of processes that each run a runtime on this device.
 
         `host_budget_bytes` bounds the host copies (pinned RAM on CUDA, which the OS cannot swap out): past
         it, the least recently used model that is not on the device is dropped and its next use reads it
@@ -189,9 +191,11 @@ class ModelRuntime:
         """
         if max_bypass < 0:
             raise ValueError(f"max_bypass must be >= 0, got {max_bypass}")
+        if share < 1:
+            raise ValueError(f"share must be >= 1, got {share}")
         self.device = _resolve_device(device)
         if budget_bytes is None:
-            budget_bytes = _device_memory(self.device) - reserve_bytes
+            budget_bytes = (_device_memory(self.device) - reserve_bytes) // share
         if budget_bytes <= 0:
             raise AdgraphError(
                 "INVALID_INPUT",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -178,10 +179,13 @@ def serve(
             "SQLite takes one worker process; use ADGRAPH_DATABASE_URL=postgresql://… for more"
         )
     cpus = _cpu_list(settings.worker_cpus) if settings.worker_cpus else None
+    # Workers on one GPU share its memory: each gets an equal part unless the budget or share is set.
+    env = {"ADGRAPH_GPU_PROCESSES": str(max(workers, 1)), **os.environ}
     procs = [
         subprocess.Popen(
             [str(Path(sys.executable).with_name("adgraph")), "worker"],
             preexec_fn=_child_preexec(cpus, nice=settings.worker_nice),
+            env=env,
         )
         for _ in range(workers)
     ]

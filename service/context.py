@@ -114,6 +114,8 @@ def make_models(settings: Settings, *, for_jobs: bool = True, evaluations: bool 
         device=settings.gpu_device,
         budget_bytes=settings.gpu_memory_budget,
         reserve_bytes=settings.gpu_memory_reserve,
+        host_budget_bytes=settings.gpu_host_budget,
+        share=settings.gpu_processes,
     )
     dtype = torch_dtype(settings.gpu_dtype, str(runtime.device))
     for name in names:

@@ -95,6 +95,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Bytes the model runtime may keep resident; default: device memory minus reserve.",
     )
+    gpu_host_budget: int | None = Field(
+        None,
+        gt=0,
+        description="Bytes of host RAM for models moved off the device (pinned on CUDA); past it the least "
+        "recently used copy is dropped and read from disk again. Default: no bound.",
+    )
+    gpu_processes: int = Field(
+        1,
+        ge=1,
+        description="Processes sharing the device; the default budget is (device memory - reserve) / this. "
+        "`adgraph serve --workers N` sets N for its workers.",
+    )
     gpu_memory_reserve: int = Field(
         2 * 2**30, ge=0, description="Left free for activations and the CUDA context."
     )

@@ -297,3 +297,28 @@ def test_img2img_keeps_the_resident_pipeline_in_its_dtype(tiny_models):
     image = diffuse(pipe, call, 1, lambda i, n: steps.append(i))
     assert image.size == (64, 64) and steps
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder_2.dtype == torch.bfloat16
+
+
+async def test_the_runtime_takes_its_share_of_the_device_and_the_host_budget_from_the_settings(
+    tiny_models, tmp_path
+):
+    import psutil
+
+    from service.context import make_models
+
+    reserve = 2**30
+    settings = tiny_models.settings(
+        tmp_path,
+        gpu_memory_budget=None,
+        gpu_memory_reserve=reserve,
+        gpu_processes=3,  # three workers on one device
+        gpu_host_budget=300 * 2**20,
+    )
+    models = make_models(settings, evaluations=False)
+    try:
+        runtime = models.runtime
+        assert runtime.budget_bytes == (psutil.virtual_memory().total - reserve) // 3
+        assert runtime.host_budget_bytes == 300 * 2**20
+        assert runtime.stats()["host_budget_bytes"] == 300 * 2**20
+    finally:
+        await models.close()

@@ -100,6 +100,7 @@ def test_a_killed_server_finishes_every_job_from_its_checkpoints(tmp_path: Path)
             # the jobs run in a worker process (and its Chromium) that yields the CPU to the API
             workers = [p for p in psutil.Process(server.pid).children() if "worker" in p.cmdline()]
             assert len(workers) == 1 and workers[0].nice() == 19
+            assert workers[0].environ()["ADGRAPH_GPU_PROCESSES"] == "1"  # one worker: the whole device
             # the last job runs in the new worker process; its event stream, opened now, follows it live
             # (the API process learns of a worker's events from the database) to its end
             streamed = _stream(http, ids[2])
