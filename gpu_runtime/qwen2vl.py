@@ -205,41 +205,35 @@ def _first(doc: dict[str, Any], *keys: str) -> Any:
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in `text`; a truncated one (the token limit hit) is closed and read."""
+    """The first JSON object in `text`; a truncated one (the token limit hit) is closed and read.
+
+    Only the first `{` is repaired (a truncated answer is cut at its end; later ones are inner objects or
+    noise), and the repair tries at most `_REPAIR_TRIES` cut points: a long broken answer costs
+    milliseconds, not seconds."""
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    for n, match in enumerate(re.finditer(r"\{", text)):
         try:
             doc, _ = decoder.raw_decode(text, match.start())
         except json.JSONDecodeError:
-            repaired = _close(text[match.start() :])
+            repaired = _close(text[match.start() :]) if n == 0 else None
             doc = json.loads(repaired) if repaired is not None else None
         if isinstance(doc, dict):
             return doc
     return None
 
 
+_REPAIR_TRIES = 64
+
+
 def _close(fragment: str) -> str | None:
-    """Close a truncated JSON text: cut it back to the last complete value, then close its brackets."""
-    for pos in range(len(fragment), 0, -1):
-        if fragment[pos - 1] not in ',}]"' and not fragment[pos - 1].isdigit():
-            continue
-        body = fragment[: pos - 1] if fragment[pos - 1] == "," else fragment[:pos]
-        closers = _open_brackets(body)
-        if closers is None:  # cut inside a string
-            continue
-        try:
-            json.loads(body + "".join(reversed(closers)))
-        except json.JSONDecodeError:
-            continue
-        return body + "".join(reversed(closers))
-    return None
+    """Close a truncated JSON text: cut it back to the last complete value, then close its brackets.
 
-
-def _open_brackets(text: str) -> list[str] | None:
-    """The closers `text` still owes, innermost last; None if it ends inside a string."""
+    One pass notes, at each place a value may end (after `,` `}` `]` `"` or a digit, outside a string),
+    the brackets still open; the last `_REPAIR_TRIES` of those are tried, latest first."""
+    cuts: list[tuple[int, str]] = []  # (where the body ends, closers) per candidate cut
     stack: list[str] = []
     in_string = escaped = False
-    for ch in text:
+    for i, ch in enumerate(fragment):
         if in_string:
             if escaped:
                 escaped = False
@@ -247,6 +241,7 @@ def _open_brackets(text: str) -> list[str] | None:
                 escaped = True
             elif ch == '"':
                 in_string = False
+                cuts.append((i + 1, "".join(reversed(stack))))
             continue
         if ch == '"':
             in_string = True
@@ -254,7 +249,19 @@ def _open_brackets(text: str) -> list[str] | None:
             stack.append("]" if ch == "[" else "}")
         elif ch in "]}" and stack:
             stack.pop()
-    return None if in_string else stack
+            cuts.append((i + 1, "".join(reversed(stack))))
+        elif ch == ",":
+            cuts.append((i, "".join(reversed(stack))))
+        elif ch.isdigit():
+            cuts.append((i + 1, "".join(reversed(stack))))
+    for end, closers in reversed(cuts[-_REPAIR_TRIES:]):
+        body = fragment[:end]
+        try:
+            json.loads(body + closers)
+        except json.JSONDecodeError:
+            continue
+        return body + closers
+    return None
 
 
 def _color(raw: Any) -> str | None:

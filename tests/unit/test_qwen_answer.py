@@ -81,6 +81,19 @@ def test_a_truncated_answer_keeps_what_was_complete(measured):
     assert analysis.palette == measured.palette
 
 
+def test_a_long_answer_cut_by_the_token_limit_keeps_its_complete_part():
+    # colours first, then far more regions than asked for; the limit hits inside the last region
+    doc = {"dominant": "#123456", "accent": "#abcdef", "palette": ["#123456", "#abcdef"]}
+    doc["free_regions"] = [{"name": f"r{i}", "box": [0, 0, 500, 500]} for i in range(300)]
+    full = json.dumps(doc)
+    answer = parse_answer(full[: len(full) - 30], CANVAS)
+    assert (answer.dominant, answer.accent) == ("#123456", "#abcdef")
+    assert answer.palette == ["#123456", "#abcdef"]
+    # and noise the length of a long answer, with braces everywhere, is reported, not read
+    noise = parse_answer("{ [ { " * 2000, CANVAS)
+    assert noise.dominant is None and "holds no JSON object" in dict(noise.problems)["dominant"]
+
+
 def test_partial_and_malformed_fields_fall_back_one_by_one(measured):
     text = json.dumps(
         {
