@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -123,6 +123,10 @@ class Usage:
 
     agents: dict[str, AgentUsage] = field(default_factory=dict)
     fallbacks: list[dict[str, str]] = field(default_factory=list)
+    """The most recent `KEEP_FALLBACKS` (a worker's context lives as long as the worker); the counts in
+    `agents` cover all of them."""
+
+    KEEP_FALLBACKS: ClassVar[int] = 100
 
     def agent(self, name: str) -> AgentUsage:
         return self.agents.setdefault(name, AgentUsage())
@@ -150,6 +154,7 @@ def report_fallback(agent: str, part: str, reason: str, usage: Usage | None = No
     if usage is not None:
         usage.agent(agent).fallbacks += 1
         usage.fallbacks.append({"agent": agent, "part": part, "reason": reason})
+        del usage.fallbacks[: -Usage.KEEP_FALLBACKS]
     report(agent=agent, part=part, reason=reason)
 
 

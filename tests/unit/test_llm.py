@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
 from agents import llm
-from agents.llm import LLMConfig, Usage, ask, embedded_model_path, make_chat_model
+from agents.llm import LLMConfig, Usage, ask, embedded_model_path, make_chat_model, report_fallback
 from graph.errors import AdgraphError
 from tests.unit.fake_llm import bad_json, call, script, text
 
@@ -73,6 +73,15 @@ async def test_two_bad_answers_fall_back_and_say_why(first: Any, second: Any, wo
     assert fallback["agent"] == "planner" and fallback["part"] == "layout"
     assert words in fallback["reason"]
     assert usage.agent("planner").fallbacks == 1
+
+
+def test_a_long_lived_usage_keeps_the_recent_fallbacks_and_counts_them_all() -> None:
+    usage = Usage()
+    for i in range(Usage.KEEP_FALLBACKS + 50):
+        report_fallback("planner", "layout", f"reason {i}", usage)
+    assert len(usage.fallbacks) == Usage.KEEP_FALLBACKS
+    assert usage.fallbacks[-1]["reason"] == f"reason {Usage.KEEP_FALLBACKS + 49}"
+    assert usage.agent("planner").fallbacks == Usage.KEEP_FALLBACKS + 50
 
 
 async def test_the_repair_prompt_names_the_broken_rule() -> None:
