@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
@@ -22,24 +23,35 @@ class BiRefNetSegmenter:
         self.runtime, self.model, self.resolution = runtime, model, resolution
 
     async def segment(self, photo: Image.Image) -> Image.Image:
-        """Return the product matte: mode "L", same size as `photo`, 255 = product."""
+        """Return the product matte: mode "L", same size as `photo`, 255 = product. Resizing and
+        normalising run on a worker thread, off the event loop and off the device's thread (where the
+        GPU would wait for them)."""
+        x = await asyncio.to_thread(prepare, photo, self.resolution)
         async with self.runtime.use(self.model) as net:
-            prob = await self.runtime.run(predict, net, photo, self.resolution)
-        matte = Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L")
-        matte = matte.resize(photo.size, Image.Resampling.BILINEAR)
-        if photo.mode in ("RGBA", "LA"):  # a photo's own transparency is never product
-            matte = Image.fromarray(np.minimum(np.asarray(matte), np.asarray(photo.getchannel("A"))), "L")
-        return matte
+            prob = await self.runtime.run(predict, net, x)
+        return await asyncio.to_thread(matte_of, prob, photo)
 
 
-def predict(net: Any, photo: Image.Image, resolution: int) -> np.ndarray:
+def prepare(photo: Image.Image, resolution: int) -> np.ndarray:
+    """The photo as BiRefNet takes it: float32 (1, 3, resolution, resolution), ImageNet-normalised."""
+    x = np.asarray(photo.convert("RGB").resize((resolution, resolution), Image.Resampling.BILINEAR))
+    x = (x.astype(np.float32) / 255.0 - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def predict(net: Any, x: np.ndarray) -> np.ndarray:
     """Foreground probability, float32 (resolution, resolution) in 0..1. Runs on the runtime's thread."""
     import torch
 
-    x = np.asarray(photo.convert("RGB").resize((resolution, resolution), Image.Resampling.BILINEAR))
-    x = (x.astype(np.float32) / 255.0 - MEAN) / STD
-    tensor = torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
     with torch.inference_mode():
-        tensor = tensor.to(device_of(net), dtype_of(net))
+        tensor = torch.from_numpy(x).to(device_of(net), dtype_of(net))
         logits = net(tensor)[-1]  # BiRefNet returns its predictions coarse to fine
         return logits.sigmoid()[0, 0].float().cpu().numpy()
+
+
+def matte_of(prob: np.ndarray, photo: Image.Image) -> Image.Image:
+    matte = Image.fromarray(np.rint(prob * 255).astype(np.uint8), "L")
+    matte = matte.resize(photo.size, Image.Resampling.BILINEAR)
+    if photo.mode in ("RGBA", "LA"):  # a photo's own transparency is never product
+        matte = Image.fromarray(np.minimum(np.asarray(matte), np.asarray(photo.getchannel("A"))), "L")
+    return matte

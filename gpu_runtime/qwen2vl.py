@@ -9,6 +9,7 @@ and each such part is reported as a fallback with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -78,8 +79,7 @@ class QwenAnalyzer:
         fallback: Callable[[str, str], None] | None = None,
     ) -> SceneAnalysis:
         measured = await self.measure.analyze(scene=scene, placement=placement)
-        small = scene.convert("RGB")
-        small.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
+        small = await asyncio.to_thread(_thumbnail, scene, self.max_side)  # off the loop and the device
         prompt = PROMPT.format(w=scene.width, h=scene.height)
         async with self.runtime.use(self.model) as vl:
             text = await self.runtime.run(ask, vl, small, prompt, self.max_new_tokens)
@@ -88,6 +88,12 @@ class QwenAnalyzer:
             for part, reason in problems:
                 fallback(part, reason)
         return analysis
+
+
+def _thumbnail(scene: Image.Image, max_side: int) -> Image.Image:
+    small = scene.convert("RGB")
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return small
 
 
 def ask(vl: Any, image: Image.Image, prompt: str, max_new_tokens: int) -> str:
