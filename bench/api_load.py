@@ -594,6 +594,13 @@ class Bench:
         print(f"  {n} requests in {res['wall_s']:.1f} s = {n / res['wall_s']:.0f}/s, errors {errors}")
         print(f"  latency {dist(lat)}")
         print(f"  target p99 <= {POLL_P99_MS:g} ms, 0 errors: {verdict(p99 <= POLL_P99_MS and not errors)}")
+        if not interval and n:  # no pause between requests: the wait is set by throughput
+            little = a.clients / (n / res["wall_s"]) * 1000
+            print(
+                f"  closed loop: by Little's law {a.clients} clients at {n / res['wall_s']:.0f} req/s wait "
+                f"{little:.0f} ms on average whatever one request costs; the paced clients (1b) are what a "
+                "status poller does"
+            )
         if with_jobs:
             print(f"  {feeder.describe()}; job states seen {res['statuses']}")
         print(f"  {cpu.line(res['cpu_s'])}")
