@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from graph.errors import AdgraphError
-from graph.models import Box, FontFace, Region, SceneAnalysis
+from kernel.errors import AdgraphError
+from kernel.models import Box, FontFace, Region, SceneAnalysis
 
 from . import color as C
 from .planner import avoid, clip, union

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 from .color import HEX_RE, hex_to_rgb
 from .schemas import BlockStyle, ButtonStyle, Scrim, TextDesign, TextLayer, TextPlan

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 if TYPE_CHECKING:
     import httpx

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from graph.errors import AdgraphError
-from graph.models import AdCopy, Box, SceneAnalysis
+from kernel.errors import AdgraphError
+from kernel.models import AdCopy, Box, SceneAnalysis
 
 from . import color as C
 from .designer import MIN_CONTRAST, RuleDesigner

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graph.errors import AdgraphError
-from graph.models import AdCopy, Box, Region, SceneAnalysis
+from kernel.errors import AdgraphError
+from kernel.models import AdCopy, Box, Region, SceneAnalysis
 
 from .schemas import Role, TextBlock, TextPlan
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Literal
 
-from graph.models import Frozen
+from kernel.models import Frozen
 
 
 class PartProvenance(Frozen):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graph.models import Box, Frozen
+from kernel.models import Box, Frozen
 
 Role = Literal["headline", "subline", "cta"]
 

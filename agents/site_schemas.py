@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from agents.color import HEX_RE, contrast
-from graph.models import ArtifactRef, Frozen
+from kernel.models import ArtifactRef, Frozen
 
 MAX_PAGES = 5
 MIN_CONTRAST = 4.5

@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from checkpoints.saver import open_checkpointer  # noqa: E402
 from graph.ad import build_ad_graph  # noqa: E402
-from graph.models import AdCopy  # noqa: E402
+from kernel.models import AdCopy  # noqa: E402
 from service.context import ad_context  # noqa: E402
 from service.jobs import new_job_id, run_job  # noqa: E402
 from service.settings import Settings  # noqa: E402

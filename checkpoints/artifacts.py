@@ -18,8 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from graph.errors import AdgraphError
-from graph.models import ArtifactRef
+from kernel.errors import AdgraphError
+from kernel.models import ArtifactRef
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _EXT = {

@@ -13,7 +13,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 INPUT_NODE = "__input__"
 START_NODE = "__start__"

@@ -8,8 +8,8 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 from checkpoints.artifacts import FileArtifactStore
-from graph.errors import AdgraphError
-from graph.models import ArtifactRef
+from kernel.errors import AdgraphError
+from kernel.models import ArtifactRef
 
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 

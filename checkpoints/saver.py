@@ -11,7 +11,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from agents import provenance, site_schemas
 from agents import schemas as agent_schemas
-from graph import models
+from kernel import models
 
 # Checkpoints are deserialized only into these classes: a tampered database cannot name others.
 STATE_TYPES: tuple[type, ...] = (

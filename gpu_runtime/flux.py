@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from graph.errors import StepCancelled
+from kernel.errors import StepCancelled
 from nodes.backends.studio import KO_WORDS
 
 DEFAULT_PROMPT = "a clean, softly lit studio backdrop"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpu_runtime.models import MODELS, env_name, weight_files
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 if TYPE_CHECKING:
     import torch

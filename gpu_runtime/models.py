@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from graph.models import Box, Placement, SceneAnalysis
+from kernel.models import Box, Placement, SceneAnalysis
 
 PROMPT = (
     "This is an advertising image, {w}x{h} pixels, with a product in it. Text will be laid over calm "

@@ -43,7 +43,7 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from gpu_runtime.weights import Weights
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 T = TypeVar("T")
 GiB = 2**30

@@ -8,8 +8,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from graph.context import AdContext
-from graph.errors import TransientError
 from graph.state import AD_NODES, AdInput, AdState
+from kernel.errors import TransientError
 from nodes.analyze import analyze
 from nodes.background import background
 from nodes.code import code

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from agents.schemas import TextDesign, TextLayer, TextPlan
-from graph.models import SIZES, AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
+from kernel.models import SIZES, AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
 
 
 class ArtifactStore(Protocol):
@@ -51,7 +51,7 @@ class Backdrop(Protocol):
         """Return an RGB image of `size` to stand the product in front of.
 
         A backend that restyles takes `init_image=` and `strength=` in `init`. A long backend reports
-        `progress` and, when `cancelled()` turns true, stops by raising `graph.errors.StepCancelled`.
+        `progress` and, when `cancelled()` turns true, stops by raising `kernel.errors.StepCancelled`.
         """
         ...
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from agents.site_schemas import DesignSystem, Profile, SiteCode, SiteImage, SitePlan
 from graph.context import ArtifactStore
-from graph.models import ArtifactRef, FontFace
+from kernel.models import ArtifactRef, FontFace
 
 
 class SitePlanner(Protocol):

@@ -7,7 +7,7 @@ from typing import NotRequired, TypedDict
 from agents.provenance import PartProvenance
 from agents.schemas import TextDesign, TextPlan
 from agents.site_schemas import DesignSystem, Profile, SiteChecks, SiteManifest, SitePlan
-from graph.models import AdCopy, ArtifactRef, Box, Placement, SceneAnalysis, TextPosition
+from kernel.models import AdCopy, ArtifactRef, Box, Placement, SceneAnalysis, TextPosition
 
 AD_NODES: tuple[str, ...] = (
     "segment",

@@ -7,8 +7,8 @@ from langgraph.runtime import Runtime
 from PIL import Image
 
 from graph.context import AdContext, ad_context, canvas_size
-from graph.errors import AdgraphError
 from graph.state import AdState
+from kernel.errors import AdgraphError
 
 
 async def render(state: AdState, runtime: Runtime[AdContext]) -> dict[str, Any]:

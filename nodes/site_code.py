@@ -9,9 +9,9 @@ from langgraph.runtime import Runtime
 from agents.provenance import collect_fallbacks, provenance_of
 from agents.site_checks import code_problems
 from agents.site_schemas import CSS_PATH, SiteImage, SiteManifest, font_paths
-from graph.errors import AdgraphError
 from graph.homepage_context import HomepageContext, homepage_context
 from graph.state import HomepageState
+from kernel.errors import AdgraphError
 from nodes.backends.web_images import for_the_web
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}

@@ -6,9 +6,9 @@ from langgraph.runtime import Runtime
 
 from agents.provenance import collect_fallbacks, provenance_of
 from agents.site_schemas import plan_problems
-from graph.errors import AdgraphError
 from graph.homepage_context import HomepageContext, homepage_context
 from graph.state import HomepageState
+from kernel.errors import AdgraphError
 
 
 async def site_plan(state: HomepageState, runtime: Runtime[HomepageContext]) -> dict[str, Any]:

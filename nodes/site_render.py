@@ -10,9 +10,9 @@ from PIL import Image
 
 from agents.site_checks import check_site
 from agents.site_schemas import SiteChecks
-from graph.errors import AdgraphError
 from graph.homepage_context import HomepageContext, homepage_context
 from graph.state import SCREEN_WIDTHS, HomepageState
+from kernel.errors import AdgraphError
 
 
 async def site_render(state: HomepageState, runtime: Runtime[HomepageContext]) -> dict[str, Any]:

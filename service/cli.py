@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.cli_support import AgentsOpt, report, settings_with_agents
 
 app = typer.Typer(

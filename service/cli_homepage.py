@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.cli_support import AgentsOpt, report, settings_with_agents
 
 _ID = re.compile(r"^[0-9a-f]{64}$")

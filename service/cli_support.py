@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 AgentsOpt = Annotated[
     str | None,

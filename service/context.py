@@ -32,14 +32,14 @@ from gpu_runtime.models import (
     torch_installed,
 )
 from gpu_runtime.qwen2vl import QwenAnalyzer
-from gpu_runtime.u2netp import U2NetPSegmenter
 from graph.context import AdContext, Renderer
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
+from nodes.backends.chromium import ChromiumRenderer
 from nodes.backends.compose import StudioCompositor
 from nodes.backends.fonts import FontconfigCatalog
 from nodes.backends.stats import StatsAnalyzer
 from nodes.backends.studio import StudioBackdrop
-from service.browser import ChromiumRenderer
+from nodes.backends.u2netp import U2NetPSegmenter
 from service.settings import Settings
 
 if TYPE_CHECKING:

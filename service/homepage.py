@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents.site_schemas import MAX_PAGES, PAGE_KINDS, Profile
 from checkpoints.artifacts import FileArtifactStore
-from graph.errors import AdgraphError
-from graph.models import ArtifactRef
+from kernel.errors import AdgraphError
+from kernel.models import ArtifactRef
 from service.jobs import RunResult, _atomic_copy, _atomic_write
 
 MAX_IMAGES = 12

@@ -21,8 +21,8 @@ from langgraph.runtime import RunControl
 from checkpoints.artifacts import FileArtifactStore
 from checkpoints.history import thread_config, written_by
 from graph.context import AdContext
-from graph.errors import AdgraphError, StepCancelled
 from graph.state import AD_NODES
+from kernel.errors import AdgraphError, StepCancelled
 
 OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
 # The nodes whose backend shaped each output image (their names are in state as `<node>_backend`).
@@ -218,7 +218,7 @@ def branch_changes(
 
     Returns (the full validated options as a dict, the state overrides that differ from `values`).
     """
-    from graph.models import AdCopy
+    from kernel.models import AdCopy
     from service.requests import AdOptions, parse
 
     check_branch(values, changes, BRANCH_FIELDS, first_key="copy")

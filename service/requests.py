@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from graph.errors import AdgraphError
-from graph.models import SIZES, TEXT_POSITIONS
+from kernel.errors import AdgraphError
+from kernel.models import SIZES, TEXT_POSITIONS
 
 MAX_HEADLINE_CHARS = 120
 MAX_LINE_CHARS = 200

@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
 from checkpoints.history import thread_config, written_by
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.db import Job
 from service.events import EventBus
 from service.jobs import RunResult, backends_of, run_job

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.db import Job, JobEvent, NodeTiming, utcnow
 
 TERMINAL = ("succeeded", "failed", "cancelled")

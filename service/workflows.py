@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from graph.ad import INPUT_CONSUMERS, build_ad_graph
 from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
-from graph.models import AdCopy, ArtifactRef
 from graph.state import AD_NODES, HOMEPAGE_NODES
+from kernel.models import AdCopy, ArtifactRef
 from service.homepage import (
     HomepageJobInput,
     find_images,

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from graph.errors import AdgraphError
-from graph.models import TEXT_POSITIONS, Box, Placement
+from kernel.errors import AdgraphError
+from kernel.models import TEXT_POSITIONS, Box, Placement
 
 MARGIN = 0.045
 """Free space kept around the canvas edge, as a share of the short side."""

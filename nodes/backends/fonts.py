@@ -15,8 +15,8 @@ from functools import lru_cache
 
 from PIL import ImageFont, features
 
-from graph.errors import AdgraphError
-from graph.models import FontFace
+from kernel.errors import AdgraphError
+from kernel.models import FontFace
 
 # fontconfig weight -> CSS weight (fontconfig.h: THIN 0 .. BLACK 210; BOOK 75 is a regular)
 _FC_TO_CSS: tuple[tuple[int, int], ...] = (

@@ -1,6 +1,6 @@
 """Turn a saliency map into a clean product matte, and a matte into a cut-out.
 
-Pure numpy/cv2, no model: the segmenter (`gpu_runtime.u2netp`) hands in a probability map, `clean_matte`
+Pure numpy/cv2, no model: the segmenter (`nodes.backends.u2netp`) hands in a probability map, `clean_matte`
 decides what the product is and how its edge looks.
 """
 
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from graph.errors import AdgraphError
-from graph.models import Box
+from kernel.errors import AdgraphError
+from kernel.models import Box
 
 # A pixel is surely product at `HIGH`; a region connected to such pixels stays product down to `LOW`
 # (hysteresis), so a dish whose plate the model scores ~0.3 keeps its plate, while faint blobs with no

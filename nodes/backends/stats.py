@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from graph.models import Box, Placement, Region, SceneAnalysis
+from kernel.models import Box, Placement, Region, SceneAnalysis
 from nodes.backends.colors import hue_distance, luminance_map, rgb_to_hex, rgb_to_hsv
 
 ANALYSIS_SHORT_SIDE = 270

@@ -8,7 +8,7 @@ from typing import Any
 
 from PIL import Image
 
-from graph.models import ArtifactRef
+from kernel.models import ArtifactRef
 
 WEB_MAX_SIDE = 1600
 """Photos larger than this (either side) are scaled down for the site: a phone photo of 12 MP is ~5 MB."""

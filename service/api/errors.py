@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None) -> JSONResponse:

@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from checkpoints.ingest import validate_image
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.api.deps import Res
 from service.api.schemas import ErrorResponse
 

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from checkpoints.history import describe, find_snapshot, seed_branch, thread_config
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.api.deps import Res, Resources
 from service.api.schemas import (
     BranchCreate,

@@ -11,7 +11,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.api.deps import Res
 from service.api.schemas import ErrorResponse, FontOut, WorkflowDetail, WorkflowSummary
 from service.db import JOB_STATUSES

@@ -25,7 +25,7 @@ import uvicorn
 from psycopg import sql
 
 from graph.context import AdContext
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.app import create_app
 from service.context import ad_context
 from service.settings import Settings

@@ -15,7 +15,7 @@ import pytest_asyncio
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
 from graph.context import AdContext
-from graph.models import AdCopy
+from kernel.models import AdCopy
 from service.context import ad_context
 from service.jobs import RunResult, new_job_id, run_job
 from service.settings import Settings

@@ -11,8 +11,8 @@ from PIL import Image
 
 from checkpoints.history import find_snapshot, seed_branch
 from graph.ad import INPUT_CONSUMERS
-from graph.models import SIZES, AdCopy
 from graph.state import AD_NODES
+from kernel.models import SIZES, AdCopy
 from nodes.backends.compose import placed_cutout
 from service.jobs import new_job_id, run_job
 

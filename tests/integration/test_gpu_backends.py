@@ -17,7 +17,7 @@ from PIL import Image
 from checkpoints.history import thread_config
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
-from graph.models import AdCopy, Box, Placement
+from kernel.models import AdCopy, Box, Placement
 from service.context import ad_context
 from service.jobs import new_job_id, run_job, write_outputs
 from tests.conftest import png_bytes
@@ -217,7 +217,7 @@ def test_a_directory_that_is_not_the_model_is_model_unavailable_naming_the_setti
     import torch
 
     from gpu_runtime.loaders import load
-    from graph.errors import AdgraphError
+    from kernel.errors import AdgraphError
 
     broken = tmp_path / "flux"
     shutil.copytree(tiny_models.flux, broken)

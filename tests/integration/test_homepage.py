@@ -14,7 +14,7 @@ from PIL import Image
 from playwright.async_api import async_playwright
 
 from graph.state import HOMEPAGE_NODES
-from service.browser import CHROMIUM_ARGS
+from nodes.backends.chromium import CHROMIUM_ARGS
 from service.homepage import HomepageJobInput, homepage_graph_input, write_homepage_outputs
 from service.jobs import new_job_id, run_job
 from service.site_context import make_homepage_context
@@ -202,7 +202,7 @@ async def test_axe_finds_what_a_careless_site_gets_wrong(env):
 )
 @pytest.mark.parametrize("audit", [False, True])
 async def test_the_renderer_refuses_requests_outside_the_site(env, url, audit):
-    from graph.errors import AdgraphError
+    from kernel.errors import AdgraphError
 
     html = (
         '<!DOCTYPE html><html lang="en"><head><title>x</title>'

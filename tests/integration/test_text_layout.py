@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.models import AdCopy
-from service.browser import CHROMIUM_ARGS
+from kernel.models import AdCopy
+from nodes.backends.chromium import CHROMIUM_ARGS
 from tests.unit.test_agents_rules import BRIGHT, CANVAS, COPY, DARK, MID, code_for, design_for
 
 CHROMIUM = "/usr/bin/chromium"

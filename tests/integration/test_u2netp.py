@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpu_runtime.u2netp import U2NetPSegmenter
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from nodes.backends.matte import make_cutout, matte_box
+from nodes.backends.u2netp import U2NetPSegmenter
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from graph.errors import AdgraphError
-from graph.models import Box
+from kernel.errors import AdgraphError
+from kernel.models import Box
 
 
 class FakeSegmenter:

@@ -11,9 +11,9 @@ from checkpoints.history import find_snapshot, history, seed_branch, thread_conf
 from checkpoints.saver import serializer
 from graph.ad import INPUT_CONSUMERS, build_ad_graph
 from graph.context import AdContext
-from graph.errors import AdgraphError
-from graph.models import AdCopy
 from graph.state import AD_NODES
+from kernel.errors import AdgraphError
+from kernel.models import AdCopy
 from nodes.backends.compose import StudioCompositor
 from nodes.backends.fonts import FontconfigCatalog
 from nodes.backends.stats import StatsAnalyzer

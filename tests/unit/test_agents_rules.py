@@ -8,8 +8,8 @@ import pytest
 
 from agents.rules import BODY_MIN_PX, HEADLINE_MIN_PX, RuleDesigner, RuleDeveloper, RulePlanner
 from agents.schemas import BlockStyle, ButtonStyle, Scrim, TextBlock, TextDesign, TextPlan
-from graph.errors import AdgraphError
-from graph.models import AdCopy, Box, FontFace, Region, SceneAnalysis
+from kernel.errors import AdgraphError
+from kernel.models import AdCopy, Box, FontFace, Region, SceneAnalysis
 
 CANVAS = (1080, 1080)
 TEXT_AREA = Box(x=49, y=49, w=982, h=410)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from graph.errors import AdgraphError
-from graph.models import SIZES, TEXT_POSITIONS, Box, Placement
+from kernel.errors import AdgraphError
+from kernel.models import SIZES, TEXT_POSITIONS, Box, Placement
 from nodes.backends.compose import MAX_UPSCALE, StudioCompositor, compose, placed_cutout
 
 GREEN = (0, 255, 0)

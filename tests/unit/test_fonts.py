@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from PIL import ImageFont
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from nodes.backends.fonts import FontconfigCatalog, css_weight
 
 NANUM = {"NanumGothic", "NanumSquare", "NanumSquareRound", "NanumBarunGothic", "NanumMyeongjo"}

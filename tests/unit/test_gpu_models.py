@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpu_runtime.models import MODELS, choose, locate, report
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.settings import Settings
 
 FLUX = MODELS["flux"]

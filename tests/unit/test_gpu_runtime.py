@@ -17,7 +17,7 @@ from torch import nn
 
 from gpu_runtime.runtime import ModelRuntime, ModelSpec
 from gpu_runtime.weights import Weights
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from tests.randweights import MLP, DiskMLP, write_mlp
 
 WIDTH, DEPTH = 64, 2

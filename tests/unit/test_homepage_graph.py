@@ -16,9 +16,9 @@ from agents.site_rules import RuleSitePlanner
 from agents.site_schemas import SiteCode
 from checkpoints.history import find_snapshot, seed_branch, thread_config
 from checkpoints.saver import serializer
-from graph.errors import AdgraphError
 from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
 from graph.state import HOMEPAGE_NODES
+from kernel.errors import AdgraphError
 from service.homepage import homepage_branch_changes, write_homepage_outputs
 from service.jobs import run_job
 from tests.unit.site_support import EN, KO, FakeSiteRenderer, profile, site_context, tiny_png

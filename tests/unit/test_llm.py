@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from agents import llm
 from agents.llm import LLMConfig, Usage, ask, embedded_model_path, make_chat_model, report_fallback
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from tests.unit.fake_llm import bad_json, call, script, text
 
 

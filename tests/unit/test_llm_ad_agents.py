@@ -9,7 +9,7 @@ import pytest
 from agents.llm import Usage
 from agents.llm_ad import LLMDesigner, LLMDeveloper, LLMPlanner, layer_problems
 from agents.rules import RuleDesigner, RuleDeveloper
-from graph.models import AdCopy
+from kernel.models import AdCopy
 from tests.unit.fake_llm import bad_json, call, script, text
 from tests.unit.test_agents_rules import (
     BRIGHT,
@@ -240,7 +240,7 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
 
 
 async def test_the_designer_never_offers_code_or_formula_faces() -> None:
-    from graph.models import FontFace
+    from kernel.models import FontFace
 
     class Fonts(FakeFonts):
         def faces(self):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from agents.llm_ad import LLMDesigner, LLMDeveloper, LLMPlanner
 from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from service.cli import app
 from service.context import make_ad_context, open_llm
 from service.settings import Settings

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gpu_runtime.u2netp import U2NetPSegmenter, _model_input
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from nodes.backends.matte import clean_matte, make_cutout, matte_box
+from nodes.backends.u2netp import U2NetPSegmenter, _model_input
 
 H, W = 300, 400
 

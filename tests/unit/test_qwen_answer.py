@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gpu_runtime.qwen2vl import merge, parse_answer
-from graph.models import Box, Region, SceneAnalysis
+from kernel.models import Box, Region, SceneAnalysis
 
 CANVAS = (1000, 800)
 PRODUCT = Box(x=350, y=300, w=300, h=400)

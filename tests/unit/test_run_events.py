@@ -9,7 +9,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph.errors import StepCancelled
+from kernel.errors import StepCancelled
 from service.jobs import run_job
 
 

@@ -20,7 +20,7 @@ from agents.site_schemas import (
     has_hangul,
     plan_problems,
 )
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from nodes.backends.fonts import FontconfigCatalog
 from service.homepage import HomepageJobInput
 from service.requests import parse

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from graph.models import SIZES, TEXT_POSITIONS, Box, Placement, SceneAnalysis
+from kernel.models import SIZES, TEXT_POSITIONS, Box, Placement, SceneAnalysis
 from nodes.backends.colors import (
     contrast,
     contrast_ratio,

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from graph.errors import AdgraphError
+from kernel.errors import AdgraphError
 from nodes.backends.matte import clean_matte, work_size
 
 if TYPE_CHECKING:

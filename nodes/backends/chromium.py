@@ -14,8 +14,8 @@ from PIL import Image
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from graph.errors import AdgraphError, TransientError
-from graph.models import Box
+from kernel.errors import AdgraphError, TransientError
+from kernel.models import Box
 
 # Flags for a closed network (see shared/reference/offline-models.md): without them Chromium keeps
 # trying to reach Google's hosts at start-up.
