@@ -29,9 +29,10 @@ from checkpoints.saver import open_checkpointer  # noqa: E402
 from graph.ad import INPUT_CONSUMERS, build_ad_graph  # noqa: E402
 from graph.state import AD_NODES  # noqa: E402
 from kernel.models import AdCopy  # noqa: E402
-from service.context import ad_context  # noqa: E402
-from service.jobs import new_job_id, run_job  # noqa: E402
+from service.running import new_job_id, run_job  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.wiring import open_ad_context  # noqa: E402
+from service.workflows import state_types  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -43,7 +44,10 @@ async def main(runs: int, size: str) -> None:
     photo = Image.fromarray(skimage.data.coffee())
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
-        async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+        async with (
+            open_checkpointer(settings.checkpoints, state_types()) as saver,
+            open_ad_context(settings) as ctx,
+        ):
             ref = ctx.artifacts.put_image_sync(photo)
 
             def job_input(i: int) -> dict:

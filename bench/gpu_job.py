@@ -32,9 +32,10 @@ from PIL import Image  # noqa: E402
 from checkpoints.saver import open_checkpointer  # noqa: E402
 from graph.ad import build_ad_graph  # noqa: E402
 from kernel.models import AdCopy  # noqa: E402
-from service.context import ad_context  # noqa: E402
-from service.jobs import new_job_id, run_job  # noqa: E402
+from service.running import new_job_id, run_job  # noqa: E402
 from service.settings import Settings  # noqa: E402
+from service.wiring import open_ad_context  # noqa: E402
+from service.workflows import state_types  # noqa: E402
 
 
 async def main(runs: int, device: str, models: Path | None) -> None:
@@ -62,7 +63,10 @@ async def main(runs: int, device: str, models: Path | None) -> None:
             gpu_device=device,
             **(toy if tiny else {}),
         )
-        async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+        async with (
+            open_checkpointer(settings.checkpoints, state_types()) as saver,
+            open_ad_context(settings) as ctx,
+        ):
             graph = build_ad_graph(saver)
             ref = ctx.artifacts.put_image_sync(photo)
             walls: list[float] = []

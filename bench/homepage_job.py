@@ -32,11 +32,11 @@ from PIL import Image  # noqa: E402
 from checkpoints.saver import open_checkpointer  # noqa: E402
 from graph.homepage import build_homepage_graph  # noqa: E402
 from graph.state import HOMEPAGE_NODES, SCREEN_WIDTHS  # noqa: E402
-from service.context import make_renderer  # noqa: E402
-from service.homepage import HomepageJobInput, homepage_graph_input  # noqa: E402
-from service.jobs import new_job_id, run_job  # noqa: E402
+from service.running import new_job_id, run_job  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.site_context import make_homepage_context  # noqa: E402
+from service.wiring import make_homepage_context, make_renderer, open_llm  # noqa: E402
+from service.workflows import state_types  # noqa: E402
+from service.workflows.homepage import HomepageJobInput  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "photos"
 PROFILE = {
@@ -78,7 +78,7 @@ def pct(xs: list[float], q: float) -> float:
 
 async def llm_startup(settings: Settings, times: int = 3) -> list[float]:
     """Seconds from spawning the embedded LLM server to its first good /v1/models answer, `times` times."""
-    from agents.llm import EmbeddedLLMServer
+    from service.llm_server import EmbeddedLLMServer
 
     out = []
     for _ in range(times):
@@ -88,8 +88,6 @@ async def llm_startup(settings: Settings, times: int = 3) -> list[float]:
 
 
 async def main(runs: int, pages: int, agents: str, profile: dict) -> None:
-    from service.context import open_llm
-
     opts = HomepageJobInput.model_validate({"profile": profile, "pages": EXTRA_PAGES[: max(0, pages - 2)]})
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), agents=agents)
@@ -101,7 +99,7 @@ async def main(runs: int, pages: int, agents: str, profile: dict) -> None:
             )
         t0 = time.perf_counter()
         async with (
-            open_checkpointer(settings.checkpoints) as saver,
+            open_checkpointer(settings.checkpoints, state_types()) as saver,
             make_renderer(settings) as renderer,
             open_llm(settings) as chat,
         ):
@@ -114,18 +112,22 @@ async def main(runs: int, pages: int, agents: str, profile: dict) -> None:
                 for n in ("banana.png", "dried_fish_plate.png")
             ]
             graph = build_homepage_graph(saver)
+            graph_input = {
+                "profile": opts.profile,
+                "images": images,
+                "pages": opts.pages,
+                "style": opts.style,
+            }
             totals: list[float] = []
             cpus: list[float] = []
             per_node: dict[str, list[float]] = {n: [] for n in HOMEPAGE_NODES}
-            await run_job(graph, ctx, new_job_id(), homepage_graph_input(opts, images))  # warm-up
+            await run_job(graph, ctx, new_job_id(), graph_input)  # warm-up
             if usage is not None:  # count the measured runs only
                 usage.agents.clear()
                 usage.fallbacks.clear()
             for _ in range(runs):
                 t, c = time.perf_counter(), cpu_seconds()
-                result = await run_job(
-                    graph, ctx, new_job_id(), homepage_graph_input(opts, images), order=HOMEPAGE_NODES
-                )
+                result = await run_job(graph, ctx, new_job_id(), graph_input, order=HOMEPAGE_NODES)
                 totals.append(time.perf_counter() - t)
                 cpus.append(cpu_seconds() - c)
                 assert result.status == "succeeded", result.error

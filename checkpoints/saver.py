@@ -2,51 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from agents import provenance, site_schemas
-from agents import schemas as agent_schemas
 from kernel import models
 
-# Checkpoints are deserialized only into these classes: a tampered database cannot name others.
-STATE_TYPES: tuple[type, ...] = (
-    models.ArtifactRef,
-    models.Box,
-    models.AdCopy,
-    models.Placement,
-    models.Region,
-    models.SceneAnalysis,
-    agent_schemas.TextBlock,
-    agent_schemas.TextPlan,
-    agent_schemas.BlockStyle,
-    agent_schemas.Scrim,
-    agent_schemas.ButtonStyle,
-    agent_schemas.TextDesign,
-    site_schemas.Profile,
-    site_schemas.SiteSection,
-    site_schemas.SitePage,
-    site_schemas.SitePlan,
-    site_schemas.Palette,
-    site_schemas.TypeScale,
-    site_schemas.DesignSystem,
-    site_schemas.SiteManifest,
-    site_schemas.SiteChecks,
-    provenance.PartProvenance,
-)
+# Checkpoints written before the shared types moved to `kernel` (adgraph 0.1 up to commit 0ebc136) name
+# their classes `graph.models.X`; that module is an alias of `kernel.models` for reading them.
+_LEGACY_MODULES = {"graph.models": models}
 
 
-def serializer() -> JsonPlusSerializer:
-    return JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES)
+def serializer(state_types: Sequence[type]) -> JsonPlusSerializer:
+    """A serializer that rebuilds only `state_types` (a tampered database cannot name other classes)."""
+    allowed: list[type | tuple[str, str]] = list(state_types)
+    for old, module in _LEGACY_MODULES.items():
+        sys.modules.setdefault(old, module)
+        allowed += [(old, t.__name__) for t in state_types if t.__module__ == module.__name__]
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
-    """Open a saver for `url`: `sqlite:///path/to/file.db` or `postgresql://…`."""
+async def open_checkpointer(url: str, state_types: Sequence[type]) -> AsyncIterator[BaseCheckpointSaver]:
+    """Open a saver for `url` (`sqlite:///path/to/file.db` or `postgresql://…`) whose checkpoints may
+    hold instances of `state_types` (the workflows' state classes, from the service's registry)."""
     if url.startswith("sqlite:///"):
         import aiosqlite
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -59,7 +42,7 @@ async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
             # WAL + NORMAL is durable across a process kill (only an OS crash can lose the last commit).
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA busy_timeout=5000")
-            saver = AsyncSqliteSaver(conn, serde=serializer())
+            saver = AsyncSqliteSaver(conn, serde=serializer(state_types))
             await saver.setup()
             yield saver
         finally:
@@ -73,7 +56,7 @@ async def open_checkpointer(url: str) -> AsyncIterator[BaseCheckpointSaver]:
         # keeps it working behind PgBouncer.
         kwargs = {"autocommit": True, "row_factory": dict_row, "prepare_threshold": None}
         async with AsyncConnectionPool(url, min_size=1, max_size=8, kwargs=kwargs, open=False) as pool:
-            saver = AsyncPostgresSaver(pool, serde=serializer())
+            saver = AsyncPostgresSaver(pool, serde=serializer(state_types))
             await saver.setup()
             yield saver
     else:

@@ -1,4 +1,5 @@
-"""Where each GPU model's weights are on this machine, and which backend each node gets.
+"""Where each GPU model's weights are on this machine (which backend each node gets is the service's
+choice: `service/wiring.py`).
 
 Weights are only ever read from local directories: one per model (`ADGRAPH_FLUX_PATH`, ...) or a models
 root laid out like a Hugging Face cache (`models--org--name/snapshots/<rev>/`). Nothing here downloads, and
@@ -7,15 +8,12 @@ nothing here imports torch unless a GPU backend could actually be used.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kernel.errors import AdgraphError
 
@@ -29,8 +27,6 @@ class ModelInfo:
     """Its Hugging Face id: the folder name in a hub-cache layout."""
     setting: str
     """The Settings field that points at its directory."""
-    node: str | None
-    """The ad node it serves (None: an evaluation model)."""
     expected_bytes: int
     """Size of the released weights as shipped (what the runtime must hold)."""
     marker: str
@@ -46,7 +42,6 @@ MODELS: dict[str, ModelInfo] = {
             "birefnet",
             "ZhengPeng7/BiRefNet",
             "birefnet_path",
-            "segment",
             885_000_000,
             "config.json",
             ("ZhengPeng7/BiRefNet_HR", "ZhengPeng7/BiRefNet_lite", "briaai/RMBG-2.0"),
@@ -56,7 +51,6 @@ MODELS: dict[str, ModelInfo] = {
             "flux",
             "black-forest-labs/FLUX.1-dev",
             "flux_path",
-            "background",
             34_190_000_000,
             "model_index.json",
             ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-Krea-dev"),
@@ -65,7 +59,6 @@ MODELS: dict[str, ModelInfo] = {
             "qwen2vl",
             "Qwen/Qwen2-VL-7B-Instruct",
             "qwen2vl_path",
-            "analyze",
             16_580_000_000,
             "config.json",
             ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-72B-Instruct"),
@@ -74,7 +67,6 @@ MODELS: dict[str, ModelInfo] = {
             "clip",
             "openai/clip-vit-large-patch14",
             "clip_path",
-            None,
             1_710_000_000,
             "config.json",
             ("openai/clip-vit-large-patch14-336", "openai/clip-vit-base-patch32"),
@@ -82,17 +74,6 @@ MODELS: dict[str, ModelInfo] = {
     )
 }
 
-# node -> (embedded backend, GPU backend = the model's name)
-NODE_BACKENDS: dict[str, tuple[str, str]] = {
-    "segment": ("u2netp", "birefnet"),
-    "background": ("studio", "flux"),
-    "analyze": ("stats", "qwen2vl"),
-}
-BACKEND_SETTING = {
-    "segment": "segment_backend",
-    "background": "background_backend",
-    "analyze": "analyze_backend",
-}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
@@ -231,94 +212,3 @@ def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-@dataclass(frozen=True)
-class Choice:
-    node: str
-    backend: str
-    reason: str
-
-    @property
-    def gpu(self) -> bool:
-        return self.backend == NODE_BACKENDS[self.node][1]
-
-
-def choose(node: str, requested: str, located: Located, cuda: Callable[[], bool] = cuda_available) -> Choice:
-    """The backend for `node`: `auto` takes the GPU one when its weights and CUDA are both here; a
-    backend named explicitly is taken as asked, and a GPU one that cannot load is MODEL_UNAVAILABLE."""
-    embedded, gpu = NODE_BACKENDS[node]
-    setting = env_name(BACKEND_SETTING[node])
-    if requested not in ("auto", embedded, gpu):
-        raise AdgraphError(
-            "INVALID_INPUT",
-            f"{setting}={requested!r}: choose auto, {embedded} or {gpu}",
-            setting=setting,
-        )
-    if requested == embedded:
-        return Choice(node, embedded, f"{setting}={embedded}")
-    if requested == gpu:
-        located.require()
-        if not torch_installed():
-            raise _no_torch(gpu)
-        if missing := located.missing_packages():
-            raise _no_packages(gpu, missing)
-        return Choice(node, gpu, f"{setting}={gpu}")
-    if not located.found:
-        return Choice(node, embedded, f"{gpu} weights not found ({located.source})")
-    if not torch_installed():
-        return Choice(node, embedded, "torch is not installed (pip install 'adgraph[gpu]')")
-    if missing := located.missing_packages():
-        return Choice(node, embedded, f"{gpu}'s own code needs {', '.join(missing)} (not installed)")
-    if not cuda():
-        return Choice(node, embedded, f"{gpu} weights found but no CUDA device")
-    return Choice(node, gpu, f"{gpu} weights found at {located.path} and CUDA is available")
-
-
-def _no_torch(model: str) -> AdgraphError:
-    return AdgraphError(
-        "MODEL_UNAVAILABLE",
-        f"the {model} backend needs torch, diffusers and transformers: pip install 'adgraph[gpu]'",
-        model=model,
-    )
-
-
-def _no_packages(model: str, missing: list[str]) -> AdgraphError:
-    return AdgraphError(
-        "MODEL_UNAVAILABLE",
-        f"the {model} model's own code imports {', '.join(missing)}, which are not installed: "
-        f"pip install {' '.join(missing)} (with a torchvision that matches your torch)",
-        model=model,
-        missing_packages=missing,
-    )
-
-
-def report(settings: Any, cuda: Callable[[], bool] = cuda_available) -> list[dict[str, Any]]:
-    """`adgraph models list`: each model, where it was looked for, found or not, sizes, and the backend
-    `auto` would give its node and why. CUDA is only probed (torch imported) when some weights are found."""
-    cuda = functools.cache(cuda)
-    rows = []
-    for info in MODELS.values():
-        located = locate(info, getattr(settings, info.setting), settings.models_dir)
-        row: dict[str, Any] = {
-            "model": info.name,
-            "repo_id": info.repo_id,
-            "setting": env_name(info.setting),
-            "path": str(located.path) if located.path else None,
-            "found": located.found,
-            "source": located.source,
-            "expected_bytes": info.expected_bytes,
-            "weights_bytes": located.weights_bytes(),
-            "missing_packages": located.missing_packages(),
-            "node": info.node,
-        }
-        if info.node is not None:
-            requested = getattr(settings, BACKEND_SETTING[info.node])
-            try:
-                picked = choose(info.node, "auto", located, cuda=cuda)
-                row["auto"] = {"backend": picked.backend, "reason": picked.reason}
-            except AdgraphError as e:  # pragma: no cover - auto never raises
-                row["auto"] = {"backend": None, "reason": e.message}
-            row["configured_backend"] = requested
-        rows.append(row)
-    return rows

@@ -1,36 +1,51 @@
-"""The `adgraph` command."""
+"""The `adgraph` command: a thin door over the job service (`service.jobs`).
+
+Commands that make or continue a job (`ad`, `homepage`, `jobs resume|branch`) open the service over the
+same database as `adgraph serve`, create the job's row and run it in this process; `jobs list|show|
+checkpoints` read it. A job made here is listed by the API, and the other way round.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kernel.errors import AdgraphError
-from service.cli_support import AgentsOpt, report, settings_with_agents
+
+if TYPE_CHECKING:
+    from service.jobs import Jobs
+    from service.settings import Settings
 
 app = typer.Typer(
     help="AI ad creatives and small-business homepages as checkpointed LangGraph workflows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-jobs_app = typer.Typer(help="Inspect, resume and branch jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, inspect, resume and branch jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 models_app = typer.Typer(
     help="The GPU models on this machine and the backend each node gets.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
 
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder for cutout.png, scene.png, ad.png, result.json.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the job's files and result.json.")]
+AgentsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Who plans, designs and codes: 'rules', or 'llm' (the rules take over any part it gets wrong). "
+        "Default: ADGRAPH_AGENTS, else rules."
+    ),
+]
+_ARTIFACT_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
@@ -43,50 +58,74 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
     raise typer.Exit(code)
 
 
-def _progress(kind: str, data: dict[str, Any]) -> None:
-    if kind == "node_started":
-        print(f"adgraph: {data['node']} started", file=sys.stderr, flush=True)
-    elif kind == "node_finished":
-        print(
-            f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", file=sys.stderr, flush=True
-        )
-    elif kind == "checkpoint":
-        print(f"adgraph: checkpoint {data['id']} after {data['node']}", file=sys.stderr, flush=True)
-    elif kind == "progress" and data.get("message"):
-        print(f"adgraph: {data['node']}: {data['message']}", file=sys.stderr, flush=True)
-    elif kind == "fallback":
-        what = f"{data.get('agent')} fell back for {data.get('part')}: {data.get('reason')}"
-        print(f"adgraph: {data['node']}: {what}", file=sys.stderr, flush=True)
+def _settings(agents: str | None = None) -> Settings:
+    """Settings from the environment, with `--agents` (if given) over ADGRAPH_AGENTS."""
+    from service.settings import Settings
 
-
-@dataclass
-class _Env:
-    settings: Any
-    graph: Any
-    ctx: Any
+    if agents is None:
+        return Settings()
+    if agents not in ("rules", "llm"):
+        raise AdgraphError("INVALID_INPUT", f"--agents {agents!r}: choose 'rules' or 'llm'", field="agents")
+    return Settings(agents=agents)
 
 
 @asynccontextmanager
-async def _environment(settings: Any = None, *, with_context: bool = True) -> AsyncIterator[_Env]:
-    from checkpoints.saver import open_checkpointer
-    from graph.ad import build_ad_graph
-    from service.context import ad_context
-    from service.settings import Settings
+async def _service(settings: Settings | None = None, *, run_jobs: bool = True) -> AsyncIterator[Jobs]:
+    """The job service in this process: it runs the jobs it makes here, and takes none from the queue."""
+    from service.jobs import open_service
 
-    settings = settings or Settings()
-    async with open_checkpointer(settings.checkpoints) as saver:
-        graph = build_ad_graph(saver)
-        if not with_context:
-            yield _Env(settings, graph, None)
-            return
-        async with ad_context(settings, evaluations=False) as ctx:
-            yield _Env(settings, graph, ctx)
+    async with open_service(settings or _settings(), run_jobs=run_jobs, evaluations=False) as jobs:
+        yield jobs
 
 
-async def _finish(env: _Env, result: Any, out: Path) -> int:
-    from service.jobs import write_outputs
+def _say(message: str) -> None:
+    print(f"adgraph: {message}", file=sys.stderr, flush=True)
 
-    return report(write_outputs(result, env.ctx.artifacts, out), result, out)
+
+def _progress(kind: str, data: dict[str, Any]) -> None:
+    """A running job's events, as lines on stderr."""
+    if kind == "node_started":
+        _say(f"{data['node']} started")
+    elif kind == "node_finished":
+        _say(f"{data['name']} {data['status']} in {data['seconds']:.2f}s")
+    elif kind == "checkpoint":
+        _say(f"checkpoint {data['id']} after {data['node']}")
+    elif kind == "progress" and data.get("message"):
+        _say(f"{data['node']}: {data['message']}")
+    elif kind == "fallback":
+        _say(f"{data['node']}: {data.get('agent')} fell back for {data.get('part')}: {data.get('reason')}")
+
+
+async def _run_and_write(jobs: Jobs, job: Any, out: Path) -> int:
+    """Run a job this process holds, write its files and result.json into `out`, print result.json."""
+    from service.outputs import write_result
+    from service.workflows import WORKFLOWS
+
+    result = await jobs.run(job, _progress)
+    doc = await asyncio.to_thread(
+        write_result, WORKFLOWS[job.workflow], result, jobs.components.artifacts, out
+    )
+    typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+    if result.error is not None:
+        typer.echo(
+            f"error: {result.error.code}: {result.error.message} "
+            f"(resume with: adgraph jobs resume {result.job_id} --out {out})",
+            err=True,
+        )
+        return 1
+    return 0 if result.status == "succeeded" else 1
+
+
+def _read_photo(path: Path, settings: Settings, field: str) -> bytes:
+    """A photo's bytes, checked before anything is opened or stored (INVALID_IMAGE, IMAGE_TOO_LARGE)."""
+    from checkpoints.ingest import validate_image
+
+    if not path.is_file():
+        code = "INVALID_INPUT" if field == "product" else "INVALID_IMAGE"
+        raise AdgraphError(code, f"no file at {path}", field=field)
+    data = path.read_bytes()
+    validate_image(data, max_pixels=settings.max_image_pixels, name=str(path))
+    return data
 
 
 @app.command()
@@ -110,47 +149,221 @@ def ad(
     ] = None,
     agents: AgentsOpt = None,
 ) -> None:
-    """Make an ad from a product photo and a line of copy."""
+    """Make an ad from a product photo and a line of copy (writes cutout.png, scene.png, ad.png, result.json)."""
 
     async def main() -> int:
-        from checkpoints.ingest import store_photo, validate_image
-        from nodes.backends.fonts import FontconfigCatalog
-        from service.jobs import new_job_id, run_job
-        from service.requests import AdOptions, parse
-        from service.workflows import ad_graph_input
+        from service.workflows.ad import AdOptions
 
-        opts = parse(
-            AdOptions,
-            {
-                "headline": headline,
-                "subline": subline,
-                "cta": cta,
-                "background_prompt": prompt,
-                "size": size,
-                "seed": seed,
-                "text_position": text_position,
-                "font": font,
-                "restyle": restyle,
-            },
-        )
-        if not product.is_file():
-            raise AdgraphError("INVALID_INPUT", f"no file at {product}", field="product")
-        data = product.read_bytes()
-        settings = settings_with_agents(agents)
-        # Refuse bad input before anything starts or is stored.
-        validate_image(data, max_pixels=settings.max_image_pixels, name=str(product))
-        font_family = FontconfigCatalog().resolve(opts.font) if opts.font else None
-        async with _environment(settings) as env:
-            photo = store_photo(
-                env.ctx.artifacts, data, max_pixels=settings.max_image_pixels, name=str(product)
-            )
-            job_id = new_job_id()
-            print(f"adgraph: job {job_id}", file=sys.stderr, flush=True)
-            graph_input = ad_graph_input(opts.model_copy(update={"font": font_family}), photo)
-            result = await run_job(env.graph, env.ctx, job_id, graph_input, listener=_progress)
-            return await _finish(env, result, out)
+        settings = _settings(agents)
+        options = {
+            "headline": headline,
+            "subline": subline,
+            "cta": cta,
+            "background_prompt": prompt,
+            "size": size,
+            "seed": seed,
+            "text_position": text_position,
+            "font": font,
+            "restyle": restyle,
+        }
+        from service.jobs import parse
+
+        parse(AdOptions, options)  # bad copy or options: refused before anything is opened
+        data = await asyncio.to_thread(_read_photo, product, settings, "product")
+        async with _service(settings) as jobs:
+            photo = await jobs.upload(data, str(product))
+            job = await jobs.submit("ad", {"product_image": photo.id, **options}, run_here=True)
+            _say(f"job {job.id}")
+            return await _run_and_write(jobs, job, out)
 
     _run(main)
+
+
+@app.command()
+def homepage(
+    profile: Annotated[Path, typer.Option(help="The business profile (JSON): store_name, store_type, …")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for site/, screens/, site.zip, result.json.")],
+    image: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A photo for the hero and gallery: a file or an artifact id (e.g. an ad). Repeatable."
+        ),
+    ] = None,
+    page: Annotated[
+        list[str] | None,
+        typer.Option(help="A page to make (about, menu, contact); index and gallery always."),
+    ] = None,
+    style: Annotated[
+        str | None, typer.Option(help="A style hint: warm, modern, classic, playful, minimal…")
+    ] = None,
+    agents: AgentsOpt = None,
+) -> None:
+    """Make a small self-contained website (pages, screenshots, zip) from a business profile."""
+
+    async def main() -> int:
+        from service.jobs import parse
+        from service.workflows.homepage import HomepageJobInput
+
+        settings = _settings(agents)
+        fields = {
+            "profile": await asyncio.to_thread(_read_profile, profile),
+            "pages": page or None,
+            "style": style,
+        }
+        parse(HomepageJobInput, fields)  # before anything is opened
+        images = image or []
+        files = {
+            item: await asyncio.to_thread(_read_photo, Path(item), settings, "image")
+            for item in images
+            if not _ARTIFACT_ID.match(item)
+        }
+        async with _service(settings) as jobs:
+            ids = [(await jobs.upload(files[i], i)).id if i in files else i for i in images]
+            job = await jobs.submit("homepage", {**fields, "images": ids}, run_here=True)
+            _say(f"homepage job {job.id}")
+            return await _run_and_write(jobs, job, out)
+
+    _run(main)
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise AdgraphError("INVALID_INPUT", f"no profile file at {path}", field="profile")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AdgraphError("INVALID_INPUT", f"{path} is not JSON: {e}", field="profile") from None
+    if not isinstance(data, dict):
+        raise AdgraphError(
+            "INVALID_INPUT", f"{path} must hold a JSON object of profile fields", field="profile"
+        )
+    return data
+
+
+# -- jobs ----------------------------------------------------------------------------------------------
+
+
+def _print(model: Any) -> None:
+    typer.echo(
+        model.model_dump_json(indent=2) if hasattr(model, "model_dump_json") else json.dumps(model, indent=2)
+    )
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[
+        str | None, typer.Option(help="queued, running, succeeded, failed or cancelled.")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option(help="ad or homepage.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="`next_cursor` of the previous page.")] = None,
+) -> None:
+    """Jobs newest first, made from any door (CLI, API), as JSON like GET /v1/jobs."""
+
+    async def main() -> int:
+        from service.schemas import JobPage
+
+        async with _service(run_jobs=False) as jobs:
+            _print(JobPage.of(await jobs.list(status=status, workflow=workflow, limit=limit, cursor=cursor)))
+        return 0
+
+    _run(main)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write a finished job's files here.")] = None,
+) -> None:
+    """One job as JSON like GET /v1/jobs/{id}: status, progress, nodes, results, error, parent."""
+
+    async def main() -> int:
+        from service.outputs import write_result
+        from service.running import RunResult
+        from service.schemas import JobOut
+
+        async with _service(run_jobs=False) as jobs:
+            job = await jobs.get(job_id)
+            _print(JobOut.of(job))
+            if out is not None:
+                wf, values = await jobs.final_state(job.id)
+                result = RunResult(job_id=job.id, status=job.status, values=values, nodes=job.nodes or [])
+                await asyncio.to_thread(write_result, wf, result, jobs.components.artifacts, out)
+                _say(f"files in {out}/")
+        return 0
+
+    _run(main)
+
+
+@jobs_app.command("checkpoints")
+def jobs_checkpoints(job_id: str) -> None:
+    """A job's checkpoints, oldest first: id, step, the node that wrote it, time, preview."""
+
+    async def main() -> int:
+        from service.schemas import CheckpointOut
+
+        async with _service(run_jobs=False) as jobs:
+            rows = [CheckpointOut.of(cp).model_dump(mode="json") for cp in await jobs.checkpoints(job_id)]
+        typer.echo(json.dumps(rows, indent=2))
+        return 0
+
+    _run(main)
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: str, out: OutOpt, agents: AgentsOpt = None) -> None:
+    """Continue a job that failed, was cancelled or was killed, from its last checkpoint, here."""
+
+    async def main() -> int:
+        async with _service(_settings(agents)) as jobs:
+            job = await jobs.resume(job_id, run_here=True)
+            return await _run_and_write(jobs, job, out)
+
+    _run(main)
+
+
+@jobs_app.command("branch")
+def jobs_branch(
+    job_id: str,
+    out: OutOpt,
+    from_checkpoint: Annotated[
+        str | None, typer.Option("--from", help="Checkpoint id to branch from.")
+    ] = None,
+    from_node: Annotated[str | None, typer.Option(help="Branch from the checkpoint after this node.")] = None,
+    headline: Annotated[str | None, typer.Option()] = None,
+    subline: Annotated[str | None, typer.Option()] = None,
+    cta: Annotated[str | None, typer.Option()] = None,
+    prompt: Annotated[str | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    font: Annotated[str | None, typer.Option()] = None,
+    style: Annotated[
+        str | None, typer.Option(help="Homepage jobs: a new style hint (branch from `plan`: same plan).")
+    ] = None,
+    agents: AgentsOpt = None,
+) -> None:
+    """Start a new job from a checkpoint of JOB_ID with new inputs, here; the source job is unchanged."""
+
+    async def main() -> int:
+        changes = {
+            "headline": headline,
+            "subline": subline,
+            "cta": cta,
+            "background_prompt": prompt,
+            "seed": seed,
+            "font": font,
+            "style": style,
+        }
+        async with _service(_settings(agents)) as jobs:
+            job = await jobs.branch(
+                job_id, checkpoint_id=from_checkpoint, from_node=from_node, changes=changes, run_here=True
+            )
+            _say(f"job {job.id} branched from {job.parent_job_id} at {job.parent_checkpoint_id}")
+            return await _run_and_write(jobs, job, out)
+
+    _run(main)
+
+
+# -- the server and its clients ----------------------------------------------------------------------------
 
 
 @app.command()
@@ -171,20 +384,20 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from service.processes import child_preexec, parse_cpu_list
 
-    settings = Settings()
+    settings = _settings()
     if workers > 1 and settings.database.startswith("sqlite"):
         raise typer.BadParameter(
             "SQLite takes one worker process; use ADGRAPH_DATABASE_URL=postgresql://… for more"
         )
-    cpus = _cpu_list(settings.worker_cpus) if settings.worker_cpus else None
+    cpus = parse_cpu_list(settings.worker_cpus) if settings.worker_cpus else None
     # Workers on one GPU share its memory: each gets an equal part unless the budget or share is set.
     env = {"ADGRAPH_GPU_PROCESSES": str(max(workers, 1)), **os.environ}
     procs = [
         subprocess.Popen(
             [str(Path(sys.executable).with_name("adgraph")), "worker"],
-            preexec_fn=_child_preexec(cpus, nice=settings.worker_nice),
+            preexec_fn=child_preexec(cpus=cpus, nice=settings.worker_nice),
             env=env,
         )
         for _ in range(workers)
@@ -209,45 +422,15 @@ def serve(
                 proc.kill()
 
 
-def _child_preexec(cpus: set[int] | None, *, nice: int = 0) -> Callable[[], None]:
-    """A preexec_fn: the child dies with its parent (even on kill -9), runs `nice` steps below it and only
-    on `cpus`. libc's prctl is looked up now, in the parent: between fork and exec only already-resolved
-    calls are safe."""
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return functools.partial(_in_child, prctl, cpus, nice)
-
-
-def _in_child(prctl: Callable[..., int], cpus: set[int] | None, nice: int) -> None:  # pragma: no cover
-    import os
-    import signal
-
-    prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if nice:
-        os.nice(nice)
-    if cpus:  # keep the API's cores free of job work
-        os.sched_setaffinity(0, cpus)
-
-
-def _cpu_list(spec: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
 @app.command()
 def worker() -> None:
     """Run queued jobs from the database until stopped (`adgraph serve` starts one for you)."""
     import logging
 
     from service.runner import run_worker
-    from service.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run_worker(Settings()))
+    asyncio.run(run_worker(_settings()))
 
 
 @app.command()
@@ -264,8 +447,9 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Follow the job's events until it ends.")] = True,
     out: Annotated[Path | None, typer.Option(help="Download the results here.")] = None,
 ) -> None:
-    """Submit an ad job to a running server (`adgraph serve`) and follow it."""
+    """Submit an ad job to a running server (`adgraph serve`) over HTTP and follow it."""
     import httpx
+    from httpx_sse import connect_sse
 
     with httpx.Client(base_url=url, timeout=30) as http:
         up = http.post("/v1/artifacts", files={"file": (product.name, product.read_bytes())})
@@ -299,14 +483,9 @@ def submit(
         if not wait:
             typer.echo(json.dumps(created.json(), indent=2))
             return
-        with http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as events:
-            for line in events.iter_lines():
-                if line.startswith("data: "):
-                    data = json.loads(line[6:])
-                    if "seconds" in data:
-                        typer.echo(
-                            f"adgraph: {data['name']} {data['status']} in {data['seconds']:.2f}s", err=True
-                        )
+        with connect_sse(http, "GET", f"/v1/jobs/{job_id}/events", timeout=None) as events:
+            for sse in events.iter_sse():
+                _progress(sse.event, sse.json())
         job = http.get(f"/v1/jobs/{job_id}").json()
         if out is not None and job["result"]:
             out.mkdir(parents=True, exist_ok=True)
@@ -332,18 +511,18 @@ def studio(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the graphs to LangGraph Studio (`langgraph dev`) over this project's checkpoint database."""
-    import os
     import subprocess
 
-    from service.settings import Settings
+    from service.processes import child_preexec
 
     config = Path(__file__).resolve().parents[1] / "langgraph.json"
-    settings = Settings()
+    settings = _settings()
     env = {
         **os.environ,
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "ADGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
         **({"ADGRAPH_CHECKPOINT_URL": settings.checkpoint_url} if settings.checkpoint_url else {}),
+        **({"ADGRAPH_DATABASE_URL": settings.database}),
     }
     # --no-reload: the reloader would restart the server on every checkpoint written under the data dir.
     cmd = [
@@ -359,14 +538,11 @@ def studio(
         "--no-reload",
     ]
     # The dev server dies with this command, however it ends (even kill -9).
-    die_with_parent = _child_preexec(None)
-    with subprocess.Popen(cmd, env=env, cwd=config.parent, preexec_fn=die_with_parent) as server:
+    with subprocess.Popen(cmd, env=env, cwd=config.parent, preexec_fn=child_preexec()) as server:
         try:
             n = asyncio.run(_register_jobs(f"http://{host}:{port}", settings))
-            typer.echo(
-                f"adgraph: {n} jobs visible in Studio: "
-                f"https://smith.langchain.com/studio/?baseUrl=http://{host}:{port}",
-                err=True,
+            _say(
+                f"{n} jobs visible in Studio: https://smith.langchain.com/studio/?baseUrl=http://{host}:{port}"
             )
             server.wait()
         except KeyboardInterrupt:
@@ -378,12 +554,10 @@ def studio(
     raise typer.Exit(server.returncode or 0)
 
 
-async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> int:
-    """Wait for the dev server, then tell it about every job in the checkpoint database."""
+async def _register_jobs(url: str, settings: Settings, timeout_s: float = 60.0) -> int:
+    """Wait for the dev server, then tell it about every job (its thread and graph) in the jobs table."""
     import httpx
     from langgraph_sdk import get_client
-
-    from checkpoints.saver import open_checkpointer
 
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient() as http:
@@ -396,132 +570,18 @@ async def _register_jobs(url: str, settings: Any, timeout_s: float = 60.0) -> in
             if asyncio.get_running_loop().time() > deadline:
                 raise AdgraphError("INTERNAL", f"the LangGraph dev server did not answer at {url}")
             await asyncio.sleep(0.5)
-    threads: dict[str, str] = {}  # thread id -> graph: a homepage job's state has a business profile
-    async with open_checkpointer(settings.checkpoints) as saver:
-        async for t in saver.alist(None):
-            channels = t.checkpoint.get("channel_values", {})
-            thread_id = t.config["configurable"]["thread_id"]
-            if "profile" in channels or "profile" in (channels.get("__start__") or {}):
-                threads[thread_id] = "homepage"
-            else:
-                threads.setdefault(thread_id, "ad")
+    threads: dict[str, str] = {}
+    async with _service(settings, run_jobs=False) as jobs:
+        page = await jobs.list(limit=200)
+        while True:
+            threads.update({job.id: job.workflow for job in page.jobs})
+            if page.next_cursor is None:
+                break
+            page = await jobs.list(limit=200, cursor=page.next_cursor)
     async with get_client(url=url) as client:
         for thread_id, graph_id in threads.items():
             await client.threads.create(thread_id=thread_id, graph_id=graph_id, if_exists="do_nothing")
     return len(threads)
-
-
-@jobs_app.command("checkpoints")
-def jobs_checkpoints(job_id: str) -> None:
-    """List a job's checkpoints: id, step, the node that wrote it, time."""
-
-    async def main() -> int:
-        from checkpoints.history import history
-        from graph.state import AD_NODES
-        from service import cli_homepage
-        from service.settings import Settings
-
-        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
-            typer.echo(json.dumps(await cli_homepage.checkpoints(settings, job_id), indent=2))
-            return 0
-        async with _environment(with_context=False) as env:
-            rows = await history(env.graph, job_id, AD_NODES)
-        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
-        return 0
-
-    _run(main)
-
-
-@jobs_app.command("resume")
-def jobs_resume(job_id: str, out: OutOpt) -> None:
-    """Continue a job that failed or was killed from its last checkpoint."""
-
-    async def main() -> int:
-        from checkpoints.history import thread_config
-        from service import cli_homepage
-        from service.jobs import run_job
-        from service.settings import Settings
-
-        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
-            return await cli_homepage.resume(settings, job_id, out)
-        async with _environment() as env:
-            snapshot = await env.graph.aget_state(thread_config(job_id))
-            if not snapshot.values:
-                raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id!r} in the checkpoint database")
-            if not snapshot.next:
-                raise AdgraphError("JOB_NOT_RESUMABLE", f"job {job_id} already finished; branch it instead")
-            result = await run_job(env.graph, env.ctx, job_id, None, listener=_progress)
-            return await _finish(env, result, out)
-
-    _run(main)
-
-
-@jobs_app.command("branch")
-def jobs_branch(
-    job_id: str,
-    out: OutOpt,
-    from_checkpoint: Annotated[
-        str | None, typer.Option("--from", help="Checkpoint id to branch from.")
-    ] = None,
-    from_node: Annotated[str | None, typer.Option(help="Branch from the checkpoint after this node.")] = None,
-    headline: Annotated[str | None, typer.Option()] = None,
-    subline: Annotated[str | None, typer.Option()] = None,
-    cta: Annotated[str | None, typer.Option()] = None,
-    prompt: Annotated[str | None, typer.Option()] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    font: Annotated[str | None, typer.Option()] = None,
-    style: Annotated[
-        str | None, typer.Option(help="Homepage jobs: a new style hint (branch from `plan`: same plan).")
-    ] = None,
-) -> None:
-    """Start a new job from a checkpoint of JOB_ID with new inputs; the source job is unchanged."""
-
-    async def main() -> int:
-        from checkpoints.history import find_snapshot, seed_branch
-        from graph.ad import INPUT_CONSUMERS
-        from graph.state import AD_NODES
-        from service import cli_homepage
-        from service.jobs import branch_changes, new_job_id, run_job
-        from service.settings import Settings
-
-        ad_changes = [headline, subline, cta, prompt, seed, font]
-        if await cli_homepage.is_homepage_job(settings := Settings(), job_id):
-            if any(v is not None for v in ad_changes):
-                raise AdgraphError("INVALID_INPUT", f"job {job_id} is a homepage: change its --style")
-            changes = {"style": style} if style is not None else {}
-            return await cli_homepage.branch(
-                settings, job_id, out, checkpoint_id=from_checkpoint, node=from_node, changes=changes
-            )
-        if style is not None:
-            raise AdgraphError("INVALID_INPUT", f"--style is for homepage jobs; job {job_id} is an ad")
-        async with _environment(settings) as env:
-            source = await find_snapshot(
-                env.graph, job_id, AD_NODES, checkpoint_id=from_checkpoint, node=from_node
-            )
-            changes = {
-                "headline": headline,
-                "subline": subline,
-                "cta": cta,
-                "background_prompt": prompt,
-                "seed": seed,
-                "font": font,
-            }
-            _, overrides = branch_changes(source.values, changes, env.ctx.designer.fonts.resolve)
-            new_id = new_job_id()
-            parent = {"job_id": job_id, "checkpoint_id": source.config["configurable"]["checkpoint_id"]}
-            config = await seed_branch(
-                env.graph, source, new_id, AD_NODES, overrides, INPUT_CONSUMERS, {"parent": parent}
-            )
-            print(
-                f"adgraph: job {new_id} branched from {parent['job_id']} at {parent['checkpoint_id']}",
-                file=sys.stderr,
-                flush=True,
-            )
-            config = {**config, "metadata": {"parent": parent}}
-            result = await run_job(env.graph, env.ctx, new_id, None, config=config, listener=_progress)
-            return await _finish(env, result, out)
-
-    _run(main)
 
 
 @models_app.command("list")
@@ -530,10 +590,9 @@ def models_list(
 ) -> None:
     """Each model: configured path, found or not, expected and on-disk size, and the backend `auto` picks
     for its node and why. Reads nothing but file headers; never downloads."""
-    from gpu_runtime.models import report
-    from service.settings import Settings
+    from service.wiring import models_report
 
-    rows = report(Settings())
+    rows = models_report(_settings())
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -556,11 +615,6 @@ def models_list(
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.2f} MB"
-
-
-from service.cli_homepage import homepage  # noqa: E402 - registered here, written in its own module
-
-app.command()(homepage)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,9 +1,9 @@
 """The in-process job runner: takes queued jobs from the database, runs them, keeps their leases.
 
-Several runners (processes) may share a PostgreSQL database: `claim` hands each job to one of them, a
-runner that dies stops renewing its leases, and `requeue_stale` puts its jobs back in the queue, where
-they continue from their last checkpoint. With SQLite there is one process, so at start-up every job
-still marked running was orphaned by a crash and is re-queued at once.
+Several runners (processes) may share a database: `claim` hands each job to one of them, a runner that
+dies stops renewing its leases, and `requeue_stale` puts its jobs back in the queue, where they continue
+from their last checkpoint. A job whose runner was a process of this machine that no longer exists (a
+server or CLI killed mid-job) is re-queued at once, without waiting for its lease.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import os
 import time
@@ -24,9 +25,9 @@ from checkpoints.history import thread_config, written_by
 from kernel.errors import AdgraphError
 from service.db import Job
 from service.events import EventBus
-from service.jobs import RunResult, backends_of, run_job
+from service.running import Listener, RunResult, run_job
 from service.store import JobStore
-from service.workflows import Workflow
+from service.workflows import Tools, Workflow
 
 log = logging.getLogger("adgraph.runner")
 
@@ -37,17 +38,17 @@ class JobRunner:
         store: JobStore,
         workflows: dict[str, Workflow],
         graphs: dict[str, CompiledStateGraph],
-        ctx: Any,
+        contexts: dict[str, Any],
         bus: EventBus,
+        tools: Tools,
         *,
         concurrency: int = 2,
         lease_s: float = 15.0,
         idle_poll_s: float = 1.0,
-        contexts: dict[str, Any] | None = None,
     ) -> None:
-        self.store, self.workflows, self.graphs, self.ctx, self.bus = store, workflows, graphs, ctx, bus
-        self.contexts = contexts or {}
-        """Run context per workflow name; `ctx` for any workflow not named."""
+        self.store, self.workflows, self.graphs, self.bus = store, workflows, graphs, bus
+        self.contexts, self.tools = contexts, tools
+        """Run context per workflow name; what turns a job's stored input into graph input."""
         self.concurrency = concurrency
         self.lease_s = lease_s
         self.idle_poll_s = idle_poll_s
@@ -59,7 +60,7 @@ class JobRunner:
         self._stopping = False
 
     async def start(self) -> None:
-        requeued = await self.store.requeue_stale(all_running=self.store.is_sqlite)
+        requeued = await self.store.requeue_stale(orphaned=orphaned)
         if requeued:
             log.info("re-queued %d jobs orphaned by a previous process", len(requeued))
         self._tasks = [
@@ -114,7 +115,7 @@ class JobRunner:
         while not self._stopping:
             await asyncio.sleep(self.lease_s / 2)
             with contextlib.suppress(Exception):
-                if await self.store.requeue_stale():
+                if await self.store.requeue_stale(orphaned=orphaned):
                     self.wake()
 
     async def _progress(
@@ -132,7 +133,18 @@ class JobRunner:
         await self.store.add_event(job_id, type_, data)
         self.bus.publish(job_id)
 
-    async def _run(self, job: Job) -> None:
+    async def run_claimed(self, job: Job, observe: Listener | None = None) -> RunResult:
+        """Run a job this runner's `owner` holds the lease of (a job the CLI runs in its own process);
+        `observe(kind, data)` sees each event of the run as it happens."""
+        try:
+            return await self._run(job, observe)
+        except Exception as e:
+            log.exception("job %s crashed the runner", job.id)
+            error = AdgraphError("INTERNAL", f"{type(e).__name__}: {e}")
+            await self._finish(job.id, "failed", error=error)
+            return RunResult(job_id=job.id, status="failed", error=error)
+
+    async def _run(self, job: Job, observe: Listener | None = None) -> RunResult:
         wf = self.workflows[job.workflow]
         graph = self.graphs[job.workflow]
         control = RunControl()
@@ -140,8 +152,12 @@ class JobRunner:
         heartbeat = asyncio.create_task(self._heartbeat(job.id, control))
         try:
             snapshot = await graph.aget_state(thread_config(job.id))
-            ctx = self.contexts.get(job.workflow, self.ctx)
-            graph_input = None if snapshot.values else wf.graph_input(job.input, ctx)
+            ctx = self.contexts[job.workflow]
+            graph_input = (
+                None
+                if snapshot.values
+                else wf.graph_input(wf.input_model.model_validate(job.input), self.tools)
+            )
             last = written_by(snapshot, wf.nodes) if snapshot.values else None
             done = list(wf.nodes[: wf.nodes.index(last) + 1]) if last in wf.nodes else []
             typical = await self.store.typical_seconds(job.workflow, wf.nodes)
@@ -157,6 +173,8 @@ class JobRunner:
             )
 
             async def listener(kind: str, data: dict[str, Any]) -> None:
+                if observe is not None and inspect.isawaitable(seen := observe(kind, data)):
+                    await seen
                 if kind == "node_started":
                     progress.start(data["node"])
                     nodes.append(
@@ -194,7 +212,7 @@ class JobRunner:
                         timing,
                     )
                 elif kind == "checkpoint":
-                    await self.store.update(job.id, active_checkpoint_id=data["id"])
+                    await self._progress(job.id, {"active_checkpoint_id": data["id"]}, "checkpoint", data)
                 elif kind == "progress":  # inside a node: a diffusion step, an agent's call
                     snap = progress.snapshot(
                         data.get("message") or f"running {data.get('node')}", fraction=data.get("fraction")
@@ -203,28 +221,40 @@ class JobRunner:
                 else:  # what a node wants on the record: an agent's fallback, say
                     await self.emit(job.id, kind, data)
 
+            config = thread_config(job.id)
+            if job.parent_job_id:
+                parent = {"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
+                config["metadata"] = {"parent": parent}
             result = await run_job(
-                graph, ctx, job.id, graph_input, listener=listener, control=control, order=wf.nodes
+                graph,
+                ctx,
+                job.id,
+                graph_input,
+                config=config,
+                listener=listener,
+                control=control,
+                order=wf.nodes,
             )
             await self._settle(job, result, progress)
+            return result
         finally:
             heartbeat.cancel()
             self._controls.pop(job.id, None)
 
     async def _settle(self, job: Job, result: RunResult, progress: _Progress) -> None:
         if result.status == "succeeded":
-            refs = self.workflows[job.workflow].results(result.values)
+            wf = self.workflows[job.workflow]
             out = {
                 name: {
-                    "id": ref.id,
-                    "url": f"/v1/artifacts/{ref.id}",
-                    "mime": ref.mime,
-                    "backends": backends_of(result.values, name),
+                    "id": o.ref.id,
+                    "url": f"/v1/artifacts/{o.ref.id}",
+                    "mime": o.ref.mime,
+                    "backends": o.backends,
                 }
-                for name, ref in refs.items()
+                for name, o in wf.results(result.values).items()
             }
-            if "checks" in result.values or "provenance" in result.values:  # the homepage's report
-                await self.emit(job.id, "report", _report(result.values))
+            if (report := wf.report(result.values)) is not None:
+                await self.emit(job.id, "report", report)
             await self._finish(job.id, "succeeded", result=out, progress=progress.snapshot("done", done=True))
         elif result.drained == "cancel":
             await self._finish(job.id, "cancelled", progress=progress.snapshot("cancelled"))
@@ -284,16 +314,19 @@ class JobRunner:
                 control.request_drain("cancel")
 
 
-def _report(values: dict[str, Any]) -> dict[str, Any]:
-    """Which agent made each part (and any fallback), and what each check found."""
-    report: dict[str, Any] = {
-        "agents": {part: p.model_dump() for part, p in values.get("provenance", {}).items()},
-    }
-    if "checks" in values:
-        report["checks"] = {n: {"passed": not f, "problems": f} for n, f in values["checks"].results.items()}
-    if "site" in values:
-        report["pages"] = values["site"].pages
-    return report
+def orphaned(owner: str) -> bool:
+    """Whether a lease `owner` ("host:pid:token") was a process of this machine that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != os.uname().nodename or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 class _Progress:
@@ -361,45 +394,19 @@ async def run_worker(settings: Any) -> None:
     """`adgraph worker`: run queued jobs until SIGTERM/SIGINT, then stop at the next node boundary."""
     import signal
 
-    from checkpoints.saver import open_checkpointer
-    from service.context import ad_context, chat_of, publish_stats
-    from service.db import make_engine, migrate
-    from service.site_context import make_homepage_context
-    from service.workflows import WORKFLOWS
+    from service.jobs import open_service
+    from service.worker_stats import publish_stats
 
-    engine = make_engine(settings.database)
-    store = JobStore(engine)
-    try:
-        await migrate(engine)
-        async with (
-            open_checkpointer(settings.checkpoints) as saver,
-            ad_context(settings, evaluations=False) as ctx,
-        ):
-            graphs = {name: wf.build(saver) for name, wf in WORKFLOWS.items()}
-            site_ctx = make_homepage_context(settings, ctx.renderer, chat=chat_of(ctx))
-            runner = JobRunner(
-                store,
-                WORKFLOWS,
-                graphs,
-                ctx,
-                EventBus(),
-                concurrency=settings.max_concurrent_jobs,
-                lease_s=settings.lease_s,
-                idle_poll_s=0.2,
-                contexts={"ad": ctx, "homepage": site_ctx},
-            )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await runner.start()
-            log.info("worker %s running up to %d jobs", runner.owner, runner.concurrency)
-            publisher = asyncio.create_task(publish_stats(ctx.models, settings))  # for /v1/system
+    async with open_service(settings, evaluations=False, worker=True, idle_poll_s=0.2) as jobs:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker %s running up to %d jobs", jobs.runner.owner, settings.max_concurrent_jobs)
+        publisher = asyncio.create_task(publish_stats(jobs.components.models, settings))  # for /v1/system
+        try:
             await stop.wait()
-            await runner.stop()
+        finally:
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
-    finally:
-        store.close()
-        await engine.dispose()

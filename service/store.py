@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, Row, Select, and_, bindparam, create_engine, func, or_, select, update
@@ -59,22 +59,32 @@ class JobStore:
     # -- jobs --------------------------------------------------------------------------------------
 
     async def create(
-        self, job_id: str, workflow: str, job_input: dict[str, Any], *, parent: tuple[str, str] | None = None
+        self,
+        job_id: str,
+        workflow: str,
+        job_input: dict[str, Any],
+        *,
+        parent: tuple[str, str] | None = None,
+        lease: tuple[str, float] | None = None,
     ) -> Job:
+        """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
+        creating process runs itself, like the CLI's: no worker can take it first)."""
         now = utcnow()
         job = Job(
             id=job_id,
             workflow=workflow,
-            status="queued",
+            status="running" if lease else "queued",
             input=job_input,
             progress={"percent": 0, "node": None, "message": "queued", "eta_seconds": None},
             nodes=[],
             cancel_requested=False,
-            attempts=0,
+            attempts=1 if lease else 0,
             created_at=now,
             updated_at=now,
             parent_job_id=parent[0] if parent else None,
             parent_checkpoint_id=parent[1] if parent else None,
+            lease_owner=lease[0] if lease else None,
+            lease_expires_at=now + dt.timedelta(seconds=lease[1]) if lease else None,
         )
         event = JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -174,6 +184,29 @@ class JobStore:
             s.add(JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now))
         return await self.get(job_id)
 
+    async def claim_job(
+        self, job_id: str, owner: str, lease_s: float, from_statuses: Sequence[str], **values: Any
+    ) -> Job | None:
+        """Lease job `job_id` to `owner` if it is in one of `from_statuses` (a resume run in this process)."""
+        now = utcnow()
+        async with self.sessions.begin() as s:
+            res = await s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(from_statuses))
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                    attempts=Job.attempts + 1,
+                    updated_at=now,
+                    **values,
+                )
+            )
+            if res.rowcount != 1:
+                return None
+            s.add(JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now))
+        return await self.get(job_id)
+
     async def renew(self, job_id: str, owner: str, lease_s: float) -> Job | None:
         """Extend the lease; None if this owner lost it (the job was re-queued elsewhere)."""
         async with self.sessions.begin() as s:
@@ -186,18 +219,26 @@ class JobStore:
                 return None
             return await s.get(Job, job_id)
 
-    async def requeue_stale(self, *, all_running: bool = False) -> list[str]:
-        """Put running jobs whose lease expired (or, for a single-process database, all) back in the queue."""
-        cond = Job.status == "running"
-        if not all_running:
-            cond = and_(cond, Job.lease_expires_at < utcnow())
+    async def requeue_stale(self, *, orphaned: Callable[[str], bool] | None = None) -> list[str]:
+        """Put running jobs back in the queue whose lease expired, or whose owner `orphaned(owner)` says is
+        gone (a process of this machine that no longer exists: no need to wait for its lease)."""
+        now = utcnow()
         async with self.sessions.begin() as s:
-            ids = list((await s.scalars(select(Job.id).where(cond))).all())
+            rows = (
+                await s.execute(
+                    select(Job.id, Job.lease_owner, Job.lease_expires_at).where(Job.status == "running")
+                )
+            ).all()
+            ids = [
+                job_id
+                for job_id, owner, expires in rows
+                if expires is None or expires < now or (orphaned is not None and orphaned(owner or ""))
+            ]
             if ids:
                 await s.execute(
                     update(Job)
                     .where(Job.id.in_(ids), Job.status == "running")
-                    .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+                    .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
                 )
                 for job_id in ids:
                     s.add(JobEvent(job_id=job_id, type="job_requeued", data={"reason": "lease lost"}))

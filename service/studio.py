@@ -2,7 +2,7 @@
 
 The only module that compiles a graph at import time. The dev server cannot pass our run context, so
 runs started from Studio use a process-wide default built from the same settings as the CLI, and the
-checkpointer is the CLI's database: jobs made by `adgraph ad` show up in Studio and vice versa.
+checkpointer is the service's database: jobs made by `adgraph ad` or the API show up in Studio.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from contextlib import asynccontextmanager
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from checkpoints.saver import open_checkpointer
-from graph.ad import build_ad_graph
 from graph.context import set_default_context
-from graph.homepage import build_homepage_graph
 from graph.homepage_context import set_default_homepage_context
-from service.context import make_ad_context, make_models, make_renderer
 from service.settings import Settings
-from service.site_context import make_homepage_context
+from service.wiring import make_ad_context, make_homepage_context, make_models, make_renderer
+from service.workflows import WORKFLOWS, state_types
 
 _settings = Settings()
 # Chromium starts on first render; the GPU models (if configured) load on first use
@@ -27,11 +25,11 @@ _renderer = make_renderer(_settings)
 set_default_context(make_ad_context(_settings, _renderer, make_models(_settings, evaluations=False)))
 set_default_homepage_context(make_homepage_context(_settings, _renderer))
 
-ad = build_ad_graph()
-homepage = build_homepage_graph()
+ad = WORKFLOWS["ad"].build()
+homepage = WORKFLOWS["homepage"].build()
 
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
-    async with open_checkpointer(_settings.checkpoints) as saver:
+    async with open_checkpointer(_settings.checkpoints, state_types()) as saver:
         yield saver

@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-AXE_JS = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 
 
 class ChromiumRenderer:

@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import FileResponse
 
-from checkpoints.ingest import store_photo
-from service.api.deps import Res
-from service.api.schemas import ArtifactOut, ErrorResponse
+from service.api.deps import ComponentsDep, JobsDep
+from service.schemas import ArtifactOut, ErrorResponse
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -23,17 +22,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
     responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 async def upload(
-    res: Res, file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")]
+    jobs: JobsDep, file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")]
 ) -> ArtifactOut:
     """Store an image; the same bytes always get the same id."""
     data = await file.read()  # the body limit (UploadLimit middleware) was enforced while it streamed in
-    ref = await asyncio.to_thread(
-        store_photo,
-        res.artifacts,
-        data,
-        max_pixels=res.settings.max_image_pixels,
-        name=file.filename or "upload",
-    )
+    ref = await jobs.upload(data, file.filename or "upload")
     return ArtifactOut(**ref.model_dump())
 
 
@@ -42,11 +35,11 @@ async def upload(
     response_class=FileResponse,
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
-async def download(artifact_id: str, res: Res) -> FileResponse:
+async def download(artifact_id: str, parts: ComponentsDep) -> FileResponse:
     """The artifact's bytes, cacheable forever (the id is the content's hash)."""
-    ref = await asyncio.to_thread(res.artifacts.find, artifact_id)
+    ref = await asyncio.to_thread(parts.artifacts.find, artifact_id)
     return FileResponse(
-        res.artifacts.path(ref),
+        parts.artifacts.path(ref),
         media_type=ref.mime,
         headers={"Cache-Control": IMMUTABLE, "ETag": f'"{ref.id}"'},
     )

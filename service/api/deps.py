@@ -1,40 +1,41 @@
-"""The app's resources, as `Annotated` dependencies."""
+"""What routes depend on, as narrow `Annotated` dependencies."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from langgraph.graph.state import CompiledStateGraph
 
-from checkpoints.artifacts import FileArtifactStore
-from service.events import EventBus
-from service.runner import JobRunner
+from service.db import Job
+from service.jobs import Jobs
 from service.settings import Settings
-from service.store import JobStore
+from service.wiring import Components
 
 
-@dataclass
-class Resources:
-    settings: Settings
-    store: JobStore
-    artifacts: FileArtifactStore
-    graphs: dict[str, CompiledStateGraph]
-    runner: JobRunner
-    bus: EventBus
-    ctx: Any
-    """The ad workflow's run context (fonts, artifacts)."""
-    metrics: Any
-    contexts: dict[str, Any] = field(default_factory=dict)
-    """Each workflow's run context, by workflow name."""
-
-    def context(self, workflow: str) -> Any:
-        return self.contexts.get(workflow, self.ctx)
+def _jobs(request: Request) -> Jobs:
+    return request.app.state.jobs
 
 
-async def _resources(request: Request) -> Resources:
-    return request.app.state.resources
+JobsDep = Annotated[Jobs, Depends(_jobs)]
 
 
-Res = Annotated[Resources, Depends(_resources)]
+def _components(request: Request) -> Components:
+    return request.app.state.jobs.components
+
+
+ComponentsDep = Annotated[Components, Depends(_components)]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.jobs.settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def _job(job_id: str, jobs: JobsDep) -> Job:
+    return await jobs.get(job_id)
+
+
+ExistingJob = Annotated[Job, Depends(_job)]
+"""The job named in the path (JOB_NOT_FOUND before a response starts: streams need it checked first)."""

@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from checkpoints.ingest import validate_image
 from kernel.errors import AdgraphError
-from service.api.deps import Res
-from service.api.schemas import ErrorResponse
+from service.api.deps import ComponentsDep
+from service.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 
@@ -40,7 +40,7 @@ class ClipScoreOut(BaseModel):
     },
 )
 async def clip_score(
-    res: Res,
+    parts: ComponentsDep,
     text: Annotated[str, Form(min_length=1, max_length=1000, description="What the image should show.")],
     artifact_id: Annotated[
         str | None, Form(pattern=r"^[0-9a-f]{64}$", description="A stored image (POST /v1/artifacts).")
@@ -55,18 +55,16 @@ async def clip_score(
             "INVALID_INPUT", "give exactly one of artifact_id or file", fields=["artifact_id", "file"]
         )
     if artifact_id is not None:
-        ref = await asyncio.to_thread(res.artifacts.find, artifact_id)
-        image = await res.artifacts.open_image(ref)
+        ref = await asyncio.to_thread(parts.artifacts.find, artifact_id)
+        image = await parts.artifacts.open_image(ref)
     else:
         assert file is not None
         data = await file.read()
-        max_pixels = res.settings.max_image_pixels
+        max_pixels = parts.settings.max_image_pixels
         await asyncio.to_thread(validate_image, data, max_pixels=max_pixels, name=file.filename or "file")
         image = Image.open(io.BytesIO(data))
     # bad input is refused first, whether or not the model is here
-    models = getattr(res.ctx, "models", None)
-    if models is None:
-        raise AdgraphError("MODEL_UNAVAILABLE", "no model runtime in this process", model="clip")
+    models = parts.models
     scorer = models.require_clip()
     score = await scorer.score(image, text)
     return ClipScoreOut(

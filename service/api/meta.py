@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 
 import psutil
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from kernel.errors import AdgraphError
-from service.api.deps import Res
-from service.api.schemas import ErrorResponse, FontOut, WorkflowDetail, WorkflowSummary
+from service.api.deps import ComponentsDep, JobsDep
 from service.db import JOB_STATUSES
+from service.schemas import ErrorResponse, FontOut, WorkflowDetail, WorkflowSummary
 from service.workflows import WORKFLOWS
 
 router = APIRouter(tags=["meta"])
@@ -68,11 +68,11 @@ async def workflows() -> list[WorkflowSummary]:
     tags=["workflows"],
     responses={404: {"model": ErrorResponse}},
 )
-async def workflow(name: str, res: Res) -> WorkflowDetail:
+async def workflow(name: str, jobs: JobsDep) -> WorkflowDetail:
     if name not in WORKFLOWS:
         raise AdgraphError("NOT_FOUND", f"no workflow {name!r}; the workflows are {', '.join(WORKFLOWS)}")
     w = WORKFLOWS[name]
-    drawable = res.graphs[name].get_graph()
+    drawable = jobs.graphs[name].get_graph()
     edges = [(e.source, e.target) for e in drawable.edges]
     return WorkflowDetail(
         name=w.name, nodes=list(w.nodes), input_schema=w.input_model.model_json_schema(), edges=edges
@@ -80,16 +80,15 @@ async def workflow(name: str, res: Res) -> WorkflowDetail:
 
 
 @router.get("/v1/fonts", response_model=list[FontOut], tags=["fonts"])
-async def fonts(res: Res) -> list[FontOut]:
+async def fonts(parts: ComponentsDep) -> list[FontOut]:
     return [
-        FontOut(family=f.family, style=f.style, weight=f.weight, hangul=f.hangul)
-        for f in res.ctx.designer.fonts.faces()
+        FontOut(family=f.family, style=f.style, weight=f.weight, hangul=f.hangul) for f in parts.fonts.faces()
     ]
 
 
 @router.get("/v1/system", tags=["system"])
-async def system(res: Res) -> dict:
-    counts = await res.store.counts()
+async def system(jobs: JobsDep) -> dict:
+    counts = await jobs.store.counts()
     mem = psutil.virtual_memory()
     return {
         "cpu": {"cores": os.cpu_count(), "load_average": list(os.getloadavg())},
@@ -98,22 +97,19 @@ async def system(res: Res) -> dict:
             "available_bytes": mem.available,
             "process_rss_bytes": psutil.Process().memory_info().rss,
         },
-        "gpu": _gpu(res),
+        "gpu": _gpu(jobs.components),
         "queue_depth": counts.get("queued", 0),
         "jobs": {s: counts.get(s, 0) for s in JOB_STATUSES},
-        "max_concurrent_jobs": res.settings.max_concurrent_jobs,
-        "database": res.store.engine.dialect.name,
+        "max_concurrent_jobs": jobs.settings.max_concurrent_jobs,
+        "database": jobs.store.engine.dialect.name,
     }
 
 
-def _gpu(res: Res) -> dict | None:
+def _gpu(parts: ComponentsDep) -> dict:
     """This process's backends and model runtime, and those of the worker processes running the jobs."""
-    from service.context import read_stats
+    from service.worker_stats import read_stats
 
-    models = getattr(res.ctx, "models", None)
-    if models is None:
-        return None
-    return {**models.summary(), "workers": read_stats(res.settings)}
+    return {**parts.models.summary(), "workers": read_stats(parts.settings)}
 
 
 @router.get("/healthz", tags=["health"])
@@ -122,9 +118,9 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
-async def readyz(res: Res) -> dict:
+async def readyz(jobs: JobsDep) -> dict:
     try:
-        async with res.store.engine.connect() as conn:
+        async with jobs.store.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as e:
         raise AdgraphError("INTERNAL", f"the job database does not answer: {type(e).__name__}") from e
@@ -132,17 +128,17 @@ async def readyz(res: Res) -> dict:
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
-async def metrics(res: Res) -> Response:
-    m: Metrics = res.metrics
-    counts = await res.store.counts()
+async def metrics(jobs: JobsDep, request: Request) -> Response:
+    m: Metrics = request.app.state.metrics
+    counts = await jobs.store.counts()
     for status in JOB_STATUSES:
         m.jobs.labels(status).set(counts.get(status, 0))
     m.queue_depth.set(counts.get("queued", 0))
-    gpu = _gpu(res) or {"runtime": None, "workers": []}
+    gpu = _gpu(jobs.components)
     m.runtimes = [("api", gpu["runtime"])] if gpu["runtime"] is not None else []
     m.runtimes += [(w["process"], w["runtime"]) for w in gpu["workers"] if w["runtime"] is not None]
     # node timings come from the database, so jobs run by worker processes are counted too
-    for row_id, wf, node, seconds in await res.store.timings_since(m.timings_seen):
+    for row_id, wf, node, seconds in await jobs.store.timings_since(m.timings_seen):
         m.node_seconds.labels(wf, node).observe(seconds)
         m.timings_seen = row_id
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -24,11 +24,10 @@ import psycopg
 import uvicorn
 from psycopg import sql
 
-from graph.context import AdContext
 from kernel.errors import AdgraphError
 from service.app import create_app
-from service.context import ad_context
 from service.settings import Settings
+from service.wiring import open_components
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 AD_NODES = ["segment", "background", "composite", "analyze", "plan", "design", "code", "render"]
@@ -105,18 +104,25 @@ class Faults:
     gate: Gate = dataclasses.field(default_factory=Gate)
     renderer: FlakyRenderer | None = None
 
-    def context(self) -> Callable[[Settings], Any]:
-        """A `create_app(context=...)` factory: the real embedded context with the two knobs."""
+    def context(self) -> Callable[..., Any]:
+        """A `create_app(components=...)` opener: the real components with the two knobs (a gate on the
+        ad's backdrop, a renderer that can be made to fail) in both workflows' contexts."""
 
         @asynccontextmanager
-        async def context(settings: Settings) -> AsyncIterator[AdContext]:
-            async with ad_context(settings) as ctx:
-                self.renderer = FlakyRenderer(ctx.renderer)
-                yield dataclasses.replace(
-                    ctx, renderer=self.renderer, backdrop=HeldBackdrop(ctx.backdrop, self.gate)
-                )
+        async def components(settings: Settings, **kw: Any) -> AsyncIterator[Any]:
+            async with open_components(settings, **kw) as parts:
+                if parts.contexts:
+                    self.renderer = FlakyRenderer(parts.renderer)
+                    ad, site = parts.contexts["ad"], parts.contexts["homepage"]
+                    parts.contexts = {
+                        "ad": dataclasses.replace(
+                            ad, renderer=self.renderer, backdrop=HeldBackdrop(ad.backdrop, self.gate)
+                        ),
+                        "homepage": dataclasses.replace(site, renderer=self.renderer),
+                    }
+                yield parts
 
-        return context
+        return components
 
 
 class LiveServer:
@@ -128,7 +134,7 @@ class LiveServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings, context=faults.context())
+        app = create_app(settings, components=faults.context())
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

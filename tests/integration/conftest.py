@@ -16,9 +16,10 @@ from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
 from graph.context import AdContext
 from kernel.models import AdCopy
-from service.context import ad_context
-from service.jobs import RunResult, new_job_id, run_job
+from service.running import RunResult, new_job_id, run_job
 from service.settings import Settings
+from service.wiring import open_ad_context
+from service.workflows import state_types
 
 ADGRAPH = str(Path(sys.executable).with_name("adgraph"))
 
@@ -52,7 +53,10 @@ class Env:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def env(tmp_path_factory) -> AsyncIterator[Env]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("adgraph"))
-    async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+    async with (
+        open_checkpointer(settings.checkpoints, state_types()) as saver,
+        open_ad_context(settings) as ctx,
+    ):
         yield Env(settings, build_ad_graph(saver), ctx)
 
 

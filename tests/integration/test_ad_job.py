@@ -14,7 +14,7 @@ from graph.ad import INPUT_CONSUMERS
 from graph.state import AD_NODES
 from kernel.models import SIZES, AdCopy
 from nodes.backends.compose import placed_cutout
-from service.jobs import new_job_id, run_job
+from service.running import new_job_id, run_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 

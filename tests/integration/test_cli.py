@@ -155,7 +155,8 @@ def test_bad_input_is_refused_with_a_stable_code_and_nothing_written(
     assert error["code"] == code, error
     assert code in run.stderr and error["message"]
     assert not out.exists()  # nothing half-written
-    assert not (Path(cli_env["ADGRAPH_DATA_DIR"]) / "checkpoints.db").exists()  # no job was created
+    listed = adgraph("jobs", "list", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)["jobs"] == []  # no job was created
 
 
 def test_copy_that_cannot_fit_fails_the_job_with_the_limit_and_leaves_no_ad(tmp_path: Path, cli_env) -> None:

@@ -14,8 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_runtime.clip import THRESHOLDS, interpret
-from service.context import make_models, publish_stats
 from service.settings import Settings
+from service.wiring import make_models
+from service.worker_stats import publish_stats
 from tests.conftest import PHOTOS
 from tests.integration.api_support import Faults, LiveServer, error_of, sse_events, wait_for
 

@@ -18,8 +18,10 @@ from checkpoints.history import thread_config
 from checkpoints.saver import open_checkpointer
 from graph.ad import build_ad_graph
 from kernel.models import AdCopy, Box, Placement
-from service.context import ad_context
-from service.jobs import new_job_id, run_job, write_outputs
+from service.outputs import write_result
+from service.running import new_job_id, run_job
+from service.wiring import open_ad_context
+from service.workflows import WORKFLOWS, state_types
 from tests.conftest import png_bytes
 from tests.integration.conftest import ADGRAPH
 
@@ -47,7 +49,10 @@ class GpuEnv:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gpu(tiny_models, tmp_path_factory) -> AsyncIterator[GpuEnv]:
     settings = tiny_models.settings(tmp_path_factory.mktemp("gpu-job"))
-    async with open_checkpointer(settings.checkpoints) as saver, ad_context(settings) as ctx:
+    async with (
+        open_checkpointer(settings.checkpoints, state_types()) as saver,
+        open_ad_context(settings, evaluations=True) as ctx,
+    ):
         yield GpuEnv(build_ad_graph(saver), ctx)
 
 
@@ -86,7 +91,7 @@ async def test_an_ad_job_runs_end_to_end_on_the_three_gpu_backends(gpu, coffee, 
     assert {e["part"] for e in fallbacks} == {"regions", "dominant", "accent", "palette"}
     assert all(e["agent"] == "qwen2vl" and e["node"] == "analyze" for e in fallbacks)
 
-    doc = write_outputs(result, ctx.artifacts, tmp_path / "out")
+    doc = write_result(WORKFLOWS["ad"], result, ctx.artifacts, tmp_path / "out")
     assert doc["backends"] == backends
     assert json.loads((tmp_path / "out" / "result.json").read_text())["backends"] == backends
     with Image.open(tmp_path / "out" / "ad.png") as saved:
@@ -304,7 +309,7 @@ async def test_the_runtime_takes_its_share_of_the_device_and_the_host_budget_fro
 ):
     import psutil
 
-    from service.context import make_models
+    from service.wiring import make_models
 
     reserve = 2**30
     settings = tiny_models.settings(

@@ -15,9 +15,11 @@ from playwright.async_api import async_playwright
 
 from graph.state import HOMEPAGE_NODES
 from nodes.backends.chromium import CHROMIUM_ARGS
-from service.homepage import HomepageJobInput, homepage_graph_input, write_homepage_outputs
-from service.jobs import new_job_id, run_job
-from service.site_context import make_homepage_context
+from service.outputs import write_result
+from service.running import new_job_id, run_job
+from service.wiring import make_homepage_context
+from service.workflows import WORKFLOWS
+from service.workflows.homepage import HomepageJobInput
 from tests.conftest import PHOTOS
 from tests.integration.conftest import ADGRAPH
 from tests.unit.site_support import EN, KO
@@ -171,12 +173,12 @@ async def test_an_english_site_in_process_passes_axe_with_real_chromium(env, tmp
     ctx = make_homepage_context(env.settings, env.ctx.renderer)
     opts = HomepageJobInput.model_validate({"profile": EN, "pages": ["about", "contact"], "style": "modern"})
     photo = ctx.artifacts.put_image_sync(Image.open(BANANA).convert("RGB"))
-    graph_input = homepage_graph_input(opts, [photo])
+    graph_input = {"profile": opts.profile, "images": [photo], "pages": opts.pages, "style": opts.style}
     from graph.homepage import build_homepage_graph
 
     result = await run_job(build_homepage_graph(), ctx, new_job_id(), graph_input, order=HOMEPAGE_NODES)
     assert result.status == "succeeded", result.error and result.error.to_dict()
-    doc = write_homepage_outputs(result, ctx.artifacts, tmp_path / "out")
+    doc = write_result(WORKFLOWS["homepage"], result, ctx.artifacts, tmp_path / "out")
     assert doc["pages"] == ["index.html", "about.html", "gallery.html", "contact.html"]
     assert doc["checks"]["axe"] == {"passed": True, "problems": []}
     index = (tmp_path / "out" / "site" / "index.html").read_text()

@@ -18,7 +18,8 @@ from nodes.backends.compose import StudioCompositor
 from nodes.backends.fonts import FontconfigCatalog
 from nodes.backends.stats import StatsAnalyzer
 from nodes.backends.studio import StudioBackdrop
-from service.jobs import run_job
+from service.running import run_job
+from service.workflows import state_types
 from tests.unit.fakes import FakeRenderer, FakeSegmenter
 
 STEP2 = ["analyze", "plan", "design", "code", "render"]
@@ -41,7 +42,7 @@ def ctx(tmp_path) -> AdContext:
 
 @pytest.fixture
 def graph():
-    return build_ad_graph(InMemorySaver(serde=serializer()))
+    return build_ad_graph(InMemorySaver(serde=serializer(state_types())))
 
 
 def ad_input(ctx: AdContext, photo, headline: str = "Fresh red bottle", **kw):

@@ -11,7 +11,8 @@ import numpy as np
 from graph.context import AdContext
 from nodes.backends.stats import StatsAnalyzer
 from nodes.backends.studio import StudioBackdrop
-from service.jobs import backends_of, run_job
+from service.running import run_job
+from service.workflows.ad import backends_of
 from tests.unit.test_ad_graph import ad_input, ctx, graph  # noqa: F401 - fixtures
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gpu_runtime.models import MODELS, choose, locate, report
+from gpu_runtime.models import MODELS, locate
 from kernel.errors import AdgraphError
 from service.settings import Settings
+from service.wiring import choose
+from service.wiring import models_report as report
 
 FLUX = MODELS["flux"]
 
@@ -110,7 +112,7 @@ def test_the_embedded_defaults_never_import_torch(tmp_path):
     code = (
         "import sys\n"
         "from service.settings import Settings\n"
-        "from service.context import make_ad_context, make_models\n"
+        "from service.wiring import make_ad_context, make_models\n"
         "ctx = make_ad_context(Settings(), None, make_models(Settings()))\n"
         "assert (ctx.segmenter.name, ctx.backdrop.name, ctx.analyzer.name) == ('u2netp', 'studio', 'stats')\n"
         "assert ctx.models.runtime is None\n"
@@ -236,7 +238,7 @@ def test_a_weights_file_that_is_not_safetensors_is_model_unavailable_naming_it(t
 def test_flux_draws_with_the_steps_and_guidance_its_checkpoint_was_made_for(
     tmp_path, guidance_embeds, settings, expected
 ):
-    from service.context import GpuModels, make_ad_context
+    from service.wiring import GpuModels, make_ad_context
 
     root = fake_flux(tmp_path / "flux")
     if guidance_embeds is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import types
 import zipfile
 
 import pytest
@@ -19,9 +20,18 @@ from checkpoints.saver import serializer
 from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
 from graph.state import HOMEPAGE_NODES
 from kernel.errors import AdgraphError
-from service.homepage import homepage_branch_changes, write_homepage_outputs
-from service.jobs import run_job
+from service.jobs import branch_input
+from service.outputs import write_result
+from service.running import run_job
+from service.workflows import WORKFLOWS, state_types
 from tests.unit.site_support import EN, KO, FakeSiteRenderer, profile, site_context, tiny_png
+
+HOMEPAGE = WORKFLOWS["homepage"]
+
+
+def tools(ctx):
+    """What checking a branch's input needs: the context's artifact store (and fonts, unused here)."""
+    return types.SimpleNamespace(artifacts=ctx.artifacts, resolve_font=lambda family: family)
 
 
 class CountingPlanner(RuleSitePlanner):
@@ -91,7 +101,7 @@ async def test_a_site_job_writes_small_checkpoints_and_every_screenshot(tmp_path
     assert sum(n.startswith("site/images/") for n in names) == 3
     # state holds references, never the HTML: every checkpoint stays small
     for snap in [s async for s in graph.aget_state_history(thread_config("j1"))]:
-        size = len(serializer().dumps_typed(snap.values)[1])
+        size = len(serializer(state_types()).dumps_typed(snap.values)[1])
         assert size < 16_000, size
 
 
@@ -102,8 +112,8 @@ async def test_branch_from_plan_with_a_new_style_changes_the_design_not_the_plan
     first = await run_job(graph, ctx, "a", inputs(ctx), order=HOMEPAGE_NODES)
     assert first.status == "succeeded" and first.values["design"].style == "warm"
     source = await find_snapshot(graph, "a", HOMEPAGE_NODES, node="plan")
-    new_input, overrides = homepage_branch_changes(source.values, {"style": "modern"})
-    assert overrides == {"style": "modern"} and new_input["style"] == "modern"
+    new_input, overrides = branch_input(HOMEPAGE, source, {"style": "modern"}, tools(ctx))
+    assert overrides == {"style": "modern"} and new_input.style == "modern"
     cfg = await seed_branch(graph, source, "b", HOMEPAGE_NODES, overrides, HOMEPAGE_INPUT_CONSUMERS, {})
     second = await run_job(graph, ctx, "b", None, config=cfg, order=HOMEPAGE_NODES)
     assert second.status == "succeeded", second.error
@@ -120,7 +130,7 @@ async def test_changing_the_pages_after_plan_ran_is_refused_naming_where_to_bran
     graph = build_homepage_graph(InMemorySaver())
     await run_job(graph, ctx, "a", inputs(ctx), order=HOMEPAGE_NODES)
     source = await find_snapshot(graph, "a", HOMEPAGE_NODES, node="plan")
-    _, overrides = homepage_branch_changes(source.values, {"pages": ["contact"]})
+    _, overrides = branch_input(HOMEPAGE, source, {"pages": ["contact"]}, tools(ctx))
     with pytest.raises(AdgraphError, match="start a new job") as e:
         await seed_branch(graph, source, "b", HOMEPAGE_NODES, overrides, HOMEPAGE_INPUT_CONSUMERS, {})
     assert e.value.code == "INVALID_INPUT"
@@ -203,10 +213,10 @@ async def test_result_json_of_a_failed_job_names_the_failed_check_and_leaves_no_
     graph = build_homepage_graph(InMemorySaver())
     ok = await run_job(graph, site_context(tmp_path), "ok", inputs(ctx), order=HOMEPAGE_NODES)
     out = tmp_path / "out"
-    write_homepage_outputs(ok, ctx.artifacts, out)
+    write_result(HOMEPAGE, ok, ctx.artifacts, out)
     assert (out / "site" / "index.html").is_file() and (out / "site.zip").is_file()
     failed = await run_job(graph, ctx, "bad", inputs(ctx), order=HOMEPAGE_NODES)
-    doc = write_homepage_outputs(failed, ctx.artifacts, out)  # the same folder: nothing stale is left
+    doc = write_result(HOMEPAGE, failed, ctx.artifacts, out)  # the same folder: nothing stale is left
     assert doc == json.loads((out / "result.json").read_text())
     assert doc["status"] == "failed" and doc["error"]["code"] == "SITE_CHECK_FAILED"
     assert doc["checks"] == {"axe": {"passed": False, "problems": [doc["checks"]["axe"]["problems"][0]]}}

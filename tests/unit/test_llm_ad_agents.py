@@ -195,7 +195,9 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
     from nodes.backends.fonts import FontconfigCatalog
     from nodes.backends.stats import StatsAnalyzer
     from nodes.backends.studio import StudioBackdrop
-    from service.jobs import run_job, write_outputs
+    from service.outputs import write_result
+    from service.running import run_job
+    from service.workflows import WORKFLOWS, state_types
     from tests.unit.fakes import FakeRenderer, FakeSegmenter
     from tests.unit.test_ad_graph import ad_input
 
@@ -217,7 +219,7 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
         developer=LLMDeveloper(chat, usage),
         renderer=FakeRenderer(),
     )
-    graph = build_ad_graph(InMemorySaver(serde=serializer()))
+    graph = build_ad_graph(InMemorySaver(serde=serializer(state_types())))
     result = await run_job(graph, ctx, "job-llm", ad_input(ctx, product_photo))
     assert result.status == "succeeded", result.error
     assert result.values["text_plan"].align == "left"
@@ -233,7 +235,7 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
         }
     ]
     assert "no answer" in fallbacks[0]["reason"]
-    doc = write_outputs(result, ctx.artifacts, tmp_path / "out")
+    doc = write_result(WORKFLOWS["ad"], result, ctx.artifacts, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "result.json").read_text())
     assert saved["events"] == doc["events"] == fallbacks
     assert usage.summary()["planner"]["calls"] == 1 and usage.summary()["designer"]["fallbacks"] == 1

@@ -16,7 +16,7 @@ from agents.site_schemas import SiteImage, design_problems, plan_problems
 from graph.homepage import build_homepage_graph
 from graph.state import HOMEPAGE_NODES
 from nodes.backends.fonts import FontconfigCatalog
-from service.jobs import run_job
+from service.running import run_job
 from tests.unit.fake_llm import bad_json, call, script, text
 from tests.unit.site_support import EN, KO, profile, site_context, tiny_png
 
@@ -145,7 +145,7 @@ async def test_designer_uses_the_llms_style_and_a_readable_brand_colour(colour: 
 
 
 async def test_a_pale_brand_colour_keeps_its_hue_in_a_shade_that_reads() -> None:
-    from agents.color import contrast, hls
+    from kernel.color import contrast, hls
 
     fonts = FontconfigCatalog()
     plan = await rule_plan()

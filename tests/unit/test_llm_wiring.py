@@ -11,8 +11,8 @@ from agents.llm_ad import LLMDesigner, LLMDeveloper, LLMPlanner
 from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
 from kernel.errors import AdgraphError
 from service.cli import app
-from service.context import make_ad_context, open_llm
 from service.settings import Settings
+from service.wiring import make_ad_context, make_homepage_context, open_llm
 from tests.unit.fakes import FakeRenderer
 
 
@@ -69,18 +69,16 @@ def test_cli_refuses_unknown_agents(tmp_path) -> None:
 async def test_the_homepage_shares_the_ad_contexts_llm(tmp_path) -> None:
     from agents.llm_site import LLMSiteDesigner, LLMSiteDeveloper, LLMSitePlanner
     from agents.site_rules import RuleSitePlanner
-    from service.context import chat_of
-    from service.site_context import make_homepage_context
 
     settings = Settings(
         data_dir=tmp_path, agents="llm", llm_base_url="http://127.0.0.1:8001/v1", llm_model="m"
     )
     async with open_llm(settings) as chat:
         ad = make_ad_context(settings, FakeRenderer(), chat=chat)
-        assert chat_of(ad) is chat
-        site = make_homepage_context(settings, FakeRenderer(), chat=chat_of(ad))
+        assert ad.planner.chat is chat
+        site = make_homepage_context(settings, FakeRenderer(), chat=chat)
         assert isinstance(site.planner, LLMSitePlanner) and isinstance(site.designer, LLMSiteDesigner)
         assert isinstance(site.developer, LLMSiteDeveloper) and site.planner.chat is chat
     rules = make_ad_context(Settings(data_dir=tmp_path), FakeRenderer())
-    assert chat_of(rules) is None
+    assert not hasattr(rules.planner, "chat")
     assert isinstance(make_homepage_context(settings, FakeRenderer(), chat=None).planner, RuleSitePlanner)

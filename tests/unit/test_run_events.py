@@ -10,7 +10,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from kernel.errors import StepCancelled
-from service.jobs import run_job
+from service.running import run_job
 
 
 class S(TypedDict, total=False):

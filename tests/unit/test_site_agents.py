@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from agents.color import contrast
+from kernel.color import contrast
 from agents.site_checks import code_problems
 from agents.site_developer import font_faces
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
@@ -17,13 +17,13 @@ from agents.site_schemas import (
     SiteImage,
     design_problems,
     font_paths,
-    has_hangul,
     plan_problems,
 )
 from kernel.errors import AdgraphError
+from kernel.script import has_hangul
 from nodes.backends.fonts import FontconfigCatalog
-from service.homepage import HomepageJobInput
-from service.requests import parse
+from service.jobs import parse
+from service.workflows.homepage import HomepageJobInput
 from tests.unit.site_support import EN, KO, profile
 
 FONTS = FontconfigCatalog()

@@ -1,4 +1,4 @@
-"""Request and response models of the REST API."""
+"""Request and response models: what the REST API takes and returns, and what the CLI prints."""
 
 from __future__ import annotations
 
@@ -105,6 +105,10 @@ class JobPage(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")
 
+    @classmethod
+    def of(cls, page: Any) -> JobPage:
+        return cls(jobs=[JobOut.of(j) for j in page.jobs], next_cursor=page.next_cursor)
+
 
 class CheckpointOut(BaseModel):
     id: str
@@ -115,9 +119,37 @@ class CheckpointOut(BaseModel):
     next: list[str]
     preview: ResultArtifact | None
 
+    @classmethod
+    def of(cls, cp: Any) -> CheckpointOut:
+        """From a `service.jobs.Checkpoint`."""
+        info, ref = cp.info, cp.preview
+        return cls(
+            id=info.id,
+            step=info.step,
+            node=info.node,
+            created_at=info.created_at,
+            parent=info.parent_id,
+            next=list(info.next),
+            preview=ResultArtifact(id=ref.id, url=f"/v1/artifacts/{ref.id}", mime=ref.mime) if ref else None,
+        )
+
 
 class CheckpointDetail(CheckpointOut):
     values: dict[str, Any]
+
+    @classmethod
+    def of(cls, cp: Any) -> CheckpointDetail:
+        return cls(**CheckpointOut.of(cp).model_dump(), values=_jsonable(cp.values or {}))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 class WorkflowSummary(BaseModel):

@@ -1,20 +1,22 @@
-"""The homepage workflow's side of the service and CLI: its input, checked before a job exists, and the
-files a finished job leaves (site/, screens/, site.zip, result.json)."""
+"""The `homepage` workflow: a business profile (and photos) → a small site, its screenshots and a zip."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agents import provenance, site_schemas
 from agents.site_schemas import MAX_PAGES, PAGE_KINDS, Profile
 from checkpoints.artifacts import FileArtifactStore
+from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
+from graph.state import HOMEPAGE_NODES
+from kernel import models
 from kernel.errors import AdgraphError
 from kernel.models import ArtifactRef
-from service.jobs import RunResult, _atomic_copy, _atomic_write
+from service.workflows import Output, Tools, Workflow
 
 MAX_IMAGES = 12
 
@@ -78,28 +80,73 @@ def find_images(store: FileArtifactStore, ids: list[str]) -> list[ArtifactRef]:
     return refs
 
 
-def homepage_graph_input(opts: HomepageJobInput, images: list[ArtifactRef]) -> dict[str, Any]:
+def _prepare(opts: HomepageJobInput, tools: Tools) -> HomepageJobInput:
+    find_images(tools.artifacts, opts.images)  # ARTIFACT_NOT_FOUND / INVALID_IMAGE before any job
+    return opts
+
+
+def _graph_input(opts: HomepageJobInput, tools: Tools) -> dict[str, Any]:
+    images = find_images(tools.artifacts, opts.images)
     return {"profile": opts.profile, "images": images, "pages": opts.pages, "style": opts.style}
 
 
-def write_homepage_outputs(result: RunResult, store: FileArtifactStore, out_dir: Path) -> dict[str, Any]:
-    """site/, screens/<page>-desktop.png and -mobile.png, site.zip, then result.json (written last)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _input_of(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "profile": values["profile"].model_dump(exclude_none=True),
+        "images": [ref.id for ref in values["images"]],
+        "pages": values["pages"],
+        "style": values["style"],
+    }
+
+
+def _results(values: dict[str, Any]) -> dict[str, Output]:
+    out: dict[str, Output] = {}
+    if "site_zip" in values:
+        out["site_zip"] = Output(values["site_zip"], {})
+    for name, ref in values.get("screens", {}).items():
+        out[f"screen:{name}"] = Output(ref, {})
+    return out
+
+
+def _checks(values: dict[str, Any], error: Any = None) -> dict[str, Any] | None:
+    if "checks" in values:
+        return {n: {"passed": not f, "problems": f} for n, f in values["checks"].results.items()}
+    if error is not None and "checks" in error.details:
+        return {n: {"passed": False, "problems": f} for n, f in error.details["checks"].items()}
+    return None
+
+
+def _report(values: dict[str, Any]) -> dict[str, Any]:
+    """Which agent made each part (and any fallback), and what each check found."""
+    report: dict[str, Any] = {
+        "agents": {part: p.model_dump() for part, p in values.get("provenance", {}).items()},
+    }
+    if (checks := _checks(values)) is not None:
+        report["checks"] = checks
+    if "site" in values:
+        report["pages"] = values["site"].pages
+    return report
+
+
+def _files(result: Any, store: FileArtifactStore, out_dir: Path) -> dict[str, Any]:
+    """site/, screens/<page>-desktop.png and -mobile.png, site.zip."""
+    from service.outputs import atomic_copy
+
     for stale in ("site", "screens"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     (out_dir / "site.zip").unlink(missing_ok=True)
     values = result.values
-    doc: dict[str, Any] = {"job_id": result.job_id, "workflow": "homepage", "status": result.status}
+    doc: dict[str, Any] = {"workflow": "homepage"}
     if result.status == "succeeded":
         site = values["site"]
         for path, ref in site.files.items():
             dst = out_dir / "site" / path
             dst.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_copy(store.path(ref), dst)
+            atomic_copy(store.path(ref), dst)
         (out_dir / "screens").mkdir()
         for name, ref in values["screens"].items():
-            _atomic_copy(store.path(ref), out_dir / "screens" / f"{name}.png")
-        _atomic_copy(store.path(values["site_zip"]), out_dir / "site.zip")
+            atomic_copy(store.path(ref), out_dir / "screens" / f"{name}.png")
+        atomic_copy(store.path(values["site_zip"]), out_dir / "site.zip")
         doc["pages"] = site.pages
         doc["artifacts"] = {
             "site": str(out_dir / "site" / "index.html"),
@@ -108,51 +155,37 @@ def write_homepage_outputs(result: RunResult, store: FileArtifactStore, out_dir:
         }
     elif "plan" in values:
         doc["pages"] = [p.filename for p in values["plan"].pages]
-    doc["nodes"] = result.nodes
-    doc["checkpoints"] = result.checkpoints
     doc["agents"] = {part: p.model_dump() for part, p in values.get("provenance", {}).items()}
-    if "checks" in values:
-        doc["checks"] = {
-            name: {"passed": not found, "problems": found} for name, found in values["checks"].results.items()
-        }
-    elif result.error is not None and "checks" in result.error.details:
-        doc["checks"] = {
-            n: {"passed": False, "problems": f} for n, f in result.error.details["checks"].items()
-        }
-    if result.events:
-        doc["events"] = result.events
-    if result.parent:
-        doc["parent"] = result.parent
-    if result.error is not None:
-        doc["error"] = result.error.to_dict()
-    _atomic_write(out_dir / "result.json", json.dumps(doc, indent=2, ensure_ascii=False).encode())
+    if (checks := _checks(values, result.error)) is not None:
+        doc["checks"] = checks
     return doc
 
 
-HOMEPAGE_BRANCH_FIELDS = ("style", "pages", "profile")
-
-
-def homepage_branch_changes(
-    values: dict[str, Any], changes: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Apply a branch's `changes` to a homepage checkpoint's `values`: (the new job's input, state overrides).
-
-    "Same plan, new design" is a branch from `plan` with a new `style`."""
-    from service.jobs import check_branch
-    from service.requests import parse
-
-    check_branch(values, changes, HOMEPAGE_BRANCH_FIELDS, first_key="profile", what="a homepage branch")
-    current = {
-        "profile": values["profile"].model_dump(exclude_none=True),
-        "images": [ref.id for ref in values["images"]],
-        "pages": values["pages"],
-        "style": values["style"],
-    }
-    merged = parse(HomepageJobInput, {**current, **changes})
-    overrides: dict[str, Any] = {}
-    if merged.profile != values["profile"]:
-        overrides["profile"] = merged.profile
-    for key in ("pages", "style"):
-        if getattr(merged, key) != values[key]:
-            overrides[key] = getattr(merged, key)
-    return merged.model_dump(mode="json", exclude_none=False), overrides
+HOMEPAGE = Workflow(
+    name="homepage",
+    nodes=HOMEPAGE_NODES,
+    input_model=HomepageJobInput,
+    build=build_homepage_graph,
+    consumers=HOMEPAGE_INPUT_CONSUMERS,
+    branch_fields=("style", "pages", "profile"),
+    previews={"render": "site_zip"},
+    prepare=_prepare,
+    graph_input=_graph_input,
+    input_of=_input_of,
+    results=_results,
+    files=_files,
+    report=_report,
+    state_types=(
+        models.ArtifactRef,
+        site_schemas.Profile,
+        site_schemas.SiteSection,
+        site_schemas.SitePage,
+        site_schemas.SitePlan,
+        site_schemas.Palette,
+        site_schemas.TypeScale,
+        site_schemas.DesignSystem,
+        site_schemas.SiteManifest,
+        site_schemas.SiteChecks,
+        provenance.PartProvenance,
+    ),
+)

@@ -1,0 +1,176 @@
+"""The `ad` workflow: a product photo and a line of copy → cutout, scene and the finished ad."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agents import schemas as agent_schemas
+from checkpoints.artifacts import FileArtifactStore
+from graph.ad import INPUT_CONSUMERS, build_ad_graph
+from graph.state import AD_NODES
+from kernel import models
+from kernel.models import SIZES, TEXT_POSITIONS, AdCopy
+from service.workflows import Output, Tools, Workflow
+
+MAX_HEADLINE_CHARS = 120
+MAX_LINE_CHARS = 200
+
+
+class AdOptions(BaseModel):
+    """The ad job's inputs other than the photo."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    headline: str = Field(min_length=1, max_length=MAX_HEADLINE_CHARS)
+    subline: str = Field("", max_length=MAX_LINE_CHARS)
+    cta: str = Field("", max_length=60)
+    background_prompt: str = Field("", max_length=1000)
+    size: str = "1080x1080"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    text_position: str = "auto"
+    font: str | None = None
+    restyle: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="With the flux backend: img2img strength from a first composition of the product on "
+        "the studio backdrop (light and shadows fit the product). Unset: drawn from the prompt alone.",
+    )
+
+    @field_validator("headline", "subline", "cta", "background_prompt", "font")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:  # PostgreSQL cannot store it; refuse it before a job exists
+            raise ValueError("text must not contain NUL (U+0000)")
+        return v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v not in SIZES:
+            raise ValueError(f"unknown size {v!r}; choose one of {', '.join(SIZES)}")
+        return v
+
+    @field_validator("text_position")
+    @classmethod
+    def _position(cls, v: str) -> str:
+        if v not in TEXT_POSITIONS:
+            raise ValueError(f"unknown text position {v!r}; choose one of {', '.join(TEXT_POSITIONS)}")
+        return v
+
+    @field_validator("font")
+    @classmethod
+    def _font(cls, v: str | None) -> str | None:
+        return v or None
+
+
+class AdJobInput(AdOptions):
+    """Input of an `ad` job: an uploaded photo's artifact id and the copy."""
+
+    product_image: str = Field(pattern=r"^[0-9a-f]{64}$", description="Artifact id from POST /v1/artifacts")
+
+
+def _prepare(opts: AdJobInput, tools: Tools) -> AdJobInput:
+    tools.artifacts.find(opts.product_image)  # ARTIFACT_NOT_FOUND before any job
+    if opts.font:
+        opts = opts.model_copy(update={"font": tools.resolve_font(opts.font)})
+    return opts
+
+
+def _graph_input(opts: AdJobInput, tools: Tools) -> dict[str, Any]:
+    return {
+        "product_image": tools.artifacts.find(opts.product_image),
+        "copy": AdCopy(headline=opts.headline, subline=opts.subline, cta=opts.cta),
+        "background_prompt": opts.background_prompt,
+        "size": opts.size,
+        "seed": opts.seed,
+        "text_position": opts.text_position,
+        "font": opts.font,
+        "restyle": opts.restyle,
+    }
+
+
+def _input_of(values: dict[str, Any]) -> dict[str, Any]:
+    copy: AdCopy = values["copy"]
+    return {
+        "product_image": values["product_image"].id,
+        "headline": copy.headline,
+        "subline": copy.subline,
+        "cta": copy.cta,
+        "background_prompt": values["background_prompt"],
+        "size": values["size"],
+        "seed": values["seed"],
+        "text_position": values["text_position"],
+        "font": values["font"],
+        "restyle": values.get("restyle"),
+    }
+
+
+# The nodes whose backend shaped each output image (their names are in state as `<node>_backend`).
+IMAGE_NODES = {
+    "cutout": ("segment",),
+    "scene": ("segment", "background"),
+    "ad": ("segment", "background", "analyze"),
+}
+OUTPUT_FILES = {"cutout": "cutout.png", "scene": "scene.png", "ad": "ad.png"}
+
+
+def backends_of(values: dict[str, Any], image: str | None = None) -> dict[str, str]:
+    """Node -> backend that ran it (u2netp/birefnet, studio/flux, stats/qwen2vl), for one image or all."""
+    nodes = IMAGE_NODES.get(image, ()) if image else ("segment", "background", "analyze")
+    return {n: values[f"{n}_backend"] for n in nodes if f"{n}_backend" in values}
+
+
+def _results(values: dict[str, Any]) -> dict[str, Output]:
+    return {k: Output(values[k], backends_of(values, k)) for k in IMAGE_NODES if k in values}
+
+
+def _files(result: Any, store: FileArtifactStore, out: Path) -> dict[str, Any]:
+    """cutout.png, scene.png and ad.png; a failed run leaves no image that could pass for its output."""
+    from service.outputs import atomic_copy
+
+    artifacts: dict[str, str] = {}
+    for key, filename in OUTPUT_FILES.items():
+        ref = result.values.get(key) if result.status == "succeeded" else None
+        if ref is not None:
+            atomic_copy(store.path(ref), out / filename)
+            artifacts[key] = str(out / filename)
+        else:
+            (out / filename).unlink(missing_ok=True)
+    doc: dict[str, Any] = {"artifacts": artifacts}
+    if backends := backends_of(result.values):
+        doc["backends"] = backends
+    return doc
+
+
+AD = Workflow(
+    name="ad",
+    nodes=AD_NODES,
+    input_model=AdJobInput,
+    build=build_ad_graph,
+    consumers=INPUT_CONSUMERS,
+    branch_fields=("headline", "subline", "cta", "background_prompt", "seed", "font"),
+    previews={"segment": "cutout", "background": "background", "composite": "scene", "render": "ad"},
+    prepare=_prepare,
+    graph_input=_graph_input,
+    input_of=_input_of,
+    results=_results,
+    files=_files,
+    state_types=(
+        models.ArtifactRef,
+        models.Box,
+        models.AdCopy,
+        models.Placement,
+        models.Region,
+        models.SceneAnalysis,
+        agent_schemas.TextBlock,
+        agent_schemas.TextPlan,
+        agent_schemas.BlockStyle,
+        agent_schemas.Scrim,
+        agent_schemas.ButtonStyle,
+        agent_schemas.TextDesign,
+    ),
+)
