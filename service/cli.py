@@ -149,7 +149,7 @@ def ad(
     ] = None,
     agents: AgentsOpt = None,
 ) -> None:
-    """Make an ad from a product photo and a line of copy (writes cutout.png, scene.png, ad.png, result.json)."""
+    """Make an ad from a product photo and a line of copy: cutout.png, scene.png, ad.png, result.json."""
 
     async def main() -> int:
         from service.workflows.ad import AdOptions

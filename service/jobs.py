@@ -53,7 +53,7 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One checkpoint of a job: where it is in the graph, the image its node made, and (if asked) its state."""
+    """A job's checkpoint: where it is in the graph, the image its node made, and (if asked) its state."""
 
     info: CheckpointInfo
     preview: ArtifactRef | None

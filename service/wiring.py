@@ -398,7 +398,8 @@ async def open_components(
         stack.push_async_callback(models.close)
         renderer = make_renderer(settings)
         fonts = FontconfigCatalog()
-        parts = Components(settings, FileArtifactStore(settings.artifacts_dir), fonts, models, renderer)
+        store = FileArtifactStore(settings.artifacts_dir)
+        parts = Components(settings, store, fonts, models, renderer)
         if run_jobs:
             await stack.enter_async_context(renderer)
             chat = await stack.enter_async_context(open_llm(settings))

@@ -238,3 +238,58 @@ def test_studio_serves_both_graphs_and_the_jobs_the_cli_made(tmp_path: Path, cli
     assert site_nodes[1:-1] == ["plan", "design", "code", "render"]  # both graphs from langgraph.json
     assert state["next"] == [] and state["values"]["ad"]["width"] == 1080
     assert n_history == 10
+
+
+def test_cli_jobs_are_service_jobs_and_api_jobs_are_cli_jobs(tmp_path: Path, cli_env) -> None:
+    """One jobs table for every door: a server started later over the CLI's data dir lists the CLI's jobs
+    with their lineage, results and events; the CLI lists and shows a job made over the API."""
+    import httpx
+
+    from service.settings import Settings
+    from tests.integration.api_support import Faults, LiveServer, sse_events, wait_for
+
+    made = adgraph("ad", "--product", str(BANANA), *AD_ARGS, "--out", str(tmp_path / "a"), env=cli_env)
+    assert made.returncode == 0, made.stderr
+    source = json.loads(made.stdout)["job_id"]
+    branched = adgraph(
+        "jobs", "branch", source, "--from-node", "composite", "--headline", "반값 세일",
+        "--out", str(tmp_path / "b"), env=cli_env,
+    )  # fmt: skip
+    assert branched.returncode == 0, branched.stderr
+    child = json.loads(branched.stdout)["job_id"]
+
+    settings = Settings(data_dir=Path(cli_env["ADGRAPH_DATA_DIR"]), database_url=None, checkpoint_url=None)
+    server = LiveServer(settings, Faults())
+    server.start()
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            jobs = {j["id"]: j for j in http.get("/v1/jobs").json()["jobs"]}
+            assert jobs[source]["status"] == jobs[child]["status"] == "succeeded"
+            assert jobs[child]["parent"]["job_id"] == source and jobs[source]["parent"] is None
+            ad = http.get(jobs[child]["result"]["ad"]["url"])
+            assert ad.content == (tmp_path / "b" / "ad.png").read_bytes()
+            with http.stream("GET", f"/v1/jobs/{child}/events") as r:
+                kinds = [(e["event"], e["data"].get("node")) for e in sse_events(r.iter_lines())]
+            assert [n for k, n in kinds if k == "node_started"] == [
+                "analyze",
+                "plan",
+                "design",
+                "code",
+                "render",
+            ]
+            assert kinds[-1][0] == "job_finished"
+            photo = http.post("/v1/artifacts", files={"file": ("banana.png", BANANA.read_bytes())}).json()
+            body = {"workflow": "ad", "input": {"product_image": photo["id"], "headline": "API에서 온 광고"}}
+            api_job = http.post("/v1/jobs", json=body).json()["id"]
+            assert wait_for(http, api_job)["status"] == "succeeded"
+    finally:
+        server.stop()
+
+    shown = adgraph("jobs", "show", api_job, "--out", str(tmp_path / "c"), env=cli_env)
+    assert shown.returncode == 0, shown.stderr
+    job = json.loads(shown.stdout)
+    assert (job["id"], job["workflow"], job["status"]) == (api_job, "ad", "succeeded")
+    with Image.open(tmp_path / "c" / "ad.png") as im:
+        assert im.size == (1080, 1080)
+    listed = adgraph("jobs", "list", env=cli_env)
+    assert [j["id"] for j in json.loads(listed.stdout)["jobs"]] == [api_job, child, source]  # newest first
