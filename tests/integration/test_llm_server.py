@@ -13,7 +13,8 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from agents.llm import EmbeddedLLMServer, Usage, ask, open_chat_model
+from agents.llm import Usage, ask, open_chat_model
+from service.llm_server import EmbeddedLLMServer
 
 pytestmark = pytest.mark.integration
 THREADS = 1
@@ -69,7 +70,7 @@ def test_server_dies_with_its_parent_even_on_kill_9(tmp_path) -> None:
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from agents.llm import EmbeddedLLMServer
+        from service.llm_server import EmbeddedLLMServer
 
         async def main():
             async with EmbeddedLLMServer() as server:

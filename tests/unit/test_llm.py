@@ -12,9 +12,10 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
-from agents import llm
-from agents.llm import LLMConfig, Usage, ask, embedded_model_path, make_chat_model, report_fallback
+from agents.llm import LLMConfig, Usage, ask, make_chat_model, report_fallback
 from kernel.errors import AdgraphError
+from service import llm_server
+from service.llm_server import EmbeddedLLMServer, embedded_model_path
 from tests.unit.fake_llm import bad_json, call, script, text
 
 
@@ -136,7 +137,7 @@ def test_chat_model_uses_the_configured_server() -> None:
 
 
 def test_the_embedded_server_gets_its_token_limit_under_the_name_it_reads() -> None:
-    server = llm.EmbeddedLLMServer()
+    server = EmbeddedLLMServer()
     server.port = 8123
     embedded = make_chat_model(server.config(max_tokens=99))
     payload = embedded._get_request_payload("hi")
@@ -159,11 +160,11 @@ def test_missing_embedded_model_names_what_to_install(monkeypatch: pytest.Monkey
 
 
 async def test_missing_llama_cpp_names_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setattr(llm, "_has", lambda module: module != "llama_cpp")
+    monkeypatch.setattr(llm_server, "_has", lambda module: module != "llama_cpp")
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     with pytest.raises(AdgraphError) as e:
-        async with llm.EmbeddedLLMServer(model_path=gguf):
+        async with EmbeddedLLMServer(model_path=gguf):
             pass
     assert e.value.code == "MODEL_UNAVAILABLE" and "llama-cpp-python[server]" in e.value.message
 
@@ -171,9 +172,9 @@ async def test_missing_llama_cpp_names_what_to_install(monkeypatch: pytest.Monke
 async def test_a_server_that_dies_at_start_is_model_unavailable(tmp_path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"not a gguf file")
-    if not llm._has("llama_cpp"):
+    if not llm_server._has("llama_cpp"):
         pytest.skip("llama-cpp-python is not installed")
-    server = llm.EmbeddedLLMServer(model_path=bogus, start_timeout_s=30)
+    server = EmbeddedLLMServer(model_path=bogus, start_timeout_s=30)
     with pytest.raises(AdgraphError) as e:
         async with server:
             pass
@@ -216,7 +217,7 @@ async def test_no_tracer_and_no_network_without_langsmith_env(
         monkeypatch.delenv(var, raising=False)
     from langsmith.utils import tracing_is_enabled
 
-    import service.context  # noqa: F401 - importing the service must not turn tracing on either
+    import service.wiring  # noqa: F401 - importing the service must not turn tracing on either
 
     assert not tracing_is_enabled()
     assert "LangChainTracer" not in _tracers()

@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.cli import _cpu_list
+from service.processes import parse_cpu_list
 from service.settings import Settings
 
 
 def test_worker_cpus_is_a_cpu_list() -> None:
-    assert _cpu_list(Settings(worker_cpus="0,2-3").worker_cpus) == {0, 2, 3}
+    assert parse_cpu_list(Settings(worker_cpus="0,2-3").worker_cpus) == {0, 2, 3}
     with pytest.raises(ValidationError):
         Settings(worker_cpus="all of them")
 
