@@ -118,7 +118,7 @@ class JobRunner:
                 if await self.store.requeue_stale(orphaned=orphaned):
                     self.wake()
 
-    async def _progress(
+    async def record(
         self,
         job_id: str,
         values: dict[str, Any],
@@ -126,6 +126,7 @@ class JobRunner:
         data: dict[str, Any],
         timing: tuple[str, str, float] | None = None,
     ) -> None:
+        """An event and the job row's new `values` (and a node's timing) in one transaction."""
         await self.store.progress(job_id, values, type_, data, timing)
         self.bus.publish(job_id)
 
@@ -172,55 +173,7 @@ class JobRunner:
                 job.id, "job_running", {"attempt": job.attempts, "resumed": bool(snapshot.values)}
             )
 
-            async def listener(kind: str, data: dict[str, Any]) -> None:
-                if observe is not None and inspect.isawaitable(seen := observe(kind, data)):
-                    await seen
-                if kind == "node_started":
-                    progress.start(data["node"])
-                    nodes.append(
-                        {
-                            "name": data["node"],
-                            "status": "running",
-                            "attempt": job.attempts,
-                            "started_at": dt.datetime.now(dt.UTC).isoformat(),
-                            "seconds": None,
-                        }
-                    )
-                    snap = progress.snapshot(f"running {data['node']}")
-                    await self._progress(
-                        job.id,
-                        {"progress": snap, "nodes": nodes},
-                        "node_started",
-                        {"node": data["node"], "progress": snap},
-                    )
-                elif kind == "node_finished":
-                    finished_at = time.time()  # wall clock, so a client can measure how late the event came
-                    for n in reversed(nodes):
-                        if n["name"] == data["name"] and n["status"] == "running":
-                            n.update(status=data["status"], seconds=data["seconds"])
-                            break
-                    timing = None
-                    if data["status"] == "succeeded":
-                        progress.finish(data["name"])
-                        timing = (job.workflow, data["name"], data["seconds"])
-                    snap = progress.snapshot(f"{data['name']} {data['status']}")
-                    await self._progress(
-                        job.id,
-                        {"progress": snap, "nodes": nodes},
-                        "node_finished",
-                        {**data, "finished_at": finished_at, "progress": snap},
-                        timing,
-                    )
-                elif kind == "checkpoint":
-                    await self._progress(job.id, {"active_checkpoint_id": data["id"]}, "checkpoint", data)
-                elif kind == "progress":  # inside a node: a diffusion step, an agent's call
-                    snap = progress.snapshot(
-                        data.get("message") or f"running {data.get('node')}", fraction=data.get("fraction")
-                    )
-                    await self._progress(job.id, {"progress": snap}, "progress", {**data, "progress": snap})
-                else:  # what a node wants on the record: an agent's fallback, say
-                    await self.emit(job.id, kind, data)
-
+            record = _JobRecord(self, job, progress, nodes, observe)
             config = thread_config(job.id)
             if job.parent_job_id:
                 parent = {"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
@@ -231,7 +184,7 @@ class JobRunner:
                 job.id,
                 graph_input,
                 config=config,
-                listener=listener,
+                listener=record,
                 control=control,
                 order=wf.nodes,
             )
@@ -312,6 +265,56 @@ class JobRunner:
                 continue
             if cancel:
                 control.request_drain("cancel")
+
+
+class _JobRecord:
+    """A run's events written to its job: the node list, progress and ETA, the event log (each node
+    boundary one transaction), and the active checkpoint; `observe` sees every event first."""
+
+    def __init__(
+        self, runner: JobRunner, job: Job, progress: _Progress, nodes: list[dict], observe: Listener | None
+    ) -> None:
+        self.runner, self.job, self.progress, self.nodes, self.observe = runner, job, progress, nodes, observe
+
+    async def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if self.observe is not None and inspect.isawaitable(seen := self.observe(kind, data)):
+            await seen
+        if kind == "node_started":
+            await self._started(data["node"])
+        elif kind == "node_finished":
+            await self._finished(data)
+        elif kind == "checkpoint":
+            await self.runner.record(self.job.id, {"active_checkpoint_id": data["id"]}, "checkpoint", data)
+        elif kind == "progress":  # inside a node: a diffusion step, an agent's call
+            message = data.get("message") or f"running {data.get('node')}"
+            snap = self.progress.snapshot(message, fraction=data.get("fraction"))
+            await self.runner.record(self.job.id, {"progress": snap}, "progress", {**data, "progress": snap})
+        else:  # what a node wants on the record: an agent's fallback, say
+            await self.runner.emit(self.job.id, kind, data)
+
+    async def _started(self, node: str) -> None:
+        self.progress.start(node)
+        started_at = dt.datetime.now(dt.UTC).isoformat()
+        run = {"name": node, "status": "running", "attempt": self.job.attempts, "started_at": started_at}
+        self.nodes.append({**run, "seconds": None})
+        snap = self.progress.snapshot(f"running {node}")
+        values = {"progress": snap, "nodes": self.nodes}
+        await self.runner.record(self.job.id, values, "node_started", {"node": node, "progress": snap})
+
+    async def _finished(self, data: dict[str, Any]) -> None:
+        finished_at = time.time()  # wall clock, so a client can measure how late the event came
+        for n in reversed(self.nodes):
+            if n["name"] == data["name"] and n["status"] == "running":
+                n.update(status=data["status"], seconds=data["seconds"])
+                break
+        timing = None
+        if data["status"] == "succeeded":
+            self.progress.finish(data["name"])
+            timing = (self.job.workflow, data["name"], data["seconds"])
+        snap = self.progress.snapshot(f"{data['name']} {data['status']}")
+        event = {**data, "finished_at": finished_at, "progress": snap}
+        values = {"progress": snap, "nodes": self.nodes}
+        await self.runner.record(self.job.id, values, "node_finished", event, timing)
 
 
 def orphaned(owner: str) -> bool:
