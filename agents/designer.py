@@ -12,15 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kernel import color as C
 from kernel.errors import AdgraphError
 from kernel.models import Box, FontFace, Region, SceneAnalysis
+from kernel.script import has_hangul
 
-from . import color as C
-from .planner import avoid, clip, union
 from .schemas import BlockStyle, ButtonStyle, Role, Scrim, TextBlock, TextDesign, TextPlan
 
 if TYPE_CHECKING:
-    from graph.context import FontCatalog
+    from kernel.models import FontCatalog
 
 HEADLINE_MIN_PX = 28
 """Smallest legible headline."""
@@ -88,7 +88,7 @@ class RuleDesigner:
         sets = self._fit(plan, canvas, faces)
         boxes = _stack(plan, sets, self._gaps(sets))
         region = next((r for r in analysis.regions if r.name == plan.region), None)
-        under = _luminance_under(region, analysis, union(list(boxes.values())), canvas)
+        under = _luminance_under(region, analysis, Box.around(boxes.values()), canvas)
         colours, scrim, shadow = _colours(under, analysis, plan, region, boxes, canvas)
         button, cta_contrast = None, 0.0
         if "cta" in sets:
@@ -122,7 +122,7 @@ class RuleDesigner:
         for f in faces:
             by_family.setdefault(f.family, []).append(f)
         hangul_families = sorted({f.family for f in faces if f.hangul})
-        needs_hangul = any(_is_hangul(ch) for b in blocks for ch in b.text)
+        needs_hangul = any(has_hangul(b.text) for b in blocks)
         if requested is not None:
             # a catalog that knows more names for its fonts (Korean names, say) resolves them itself
             resolve = getattr(self.fonts, "resolve", None)
@@ -504,14 +504,12 @@ def _scrim(
     blended = _blend(scrim_colour, opacity, band)
     short = min(canvas)
     pad = round(SCRIM_PAD * short)
-    text_box = union(list(boxes.values()))
-    padded = Box(x=text_box.x - pad, y=text_box.y - pad, w=text_box.w + 2 * pad, h=text_box.h + 2 * pad)
-    bounds = union([plan.box, region.box]) if region is not None else plan.box
-    bounds = Box(x=bounds.x - pad, y=bounds.y - pad, w=bounds.w + 2 * pad, h=bounds.h + 2 * pad)
+    text_box = Box.around(boxes.values())
+    bounds = plan.box.union(region.box) if region is not None else plan.box
     edge = pad * 3 // 4  # keep the panel's rounded corners off the canvas's edges
-    area = clip(clip(padded, bounds), Box(x=edge, y=edge, w=canvas[0] - 2 * edge, h=canvas[1] - 2 * edge))
-    area = union([area, text_box])
-    area = avoid(area, analysis.product_box, keep=text_box) or text_box
+    area = text_box.expand(pad).clip(bounds.expand(pad))
+    area = area.clip(Box(x=edge, y=edge, w=canvas[0] - 2 * edge, h=canvas[1] - 2 * edge)).union(text_box)
+    area = area.avoid(analysis.product_box, keep=text_box) or text_box
     scrim = Scrim(color=scrim_colour, opacity=opacity, box=area, radius=round(RADIUS * short))
     return scrim, blended, dark_text
 
@@ -526,7 +524,7 @@ def _button(analysis: SceneAnalysis, region: Region | None, cta: _Set) -> Button
     base = next((c for c in (analysis.accent, analysis.dominant) if C.saturation(c) >= 0.25), None)
     behind = region.color if region is not None else "#808080"
     if base is None:  # a grey product: a neutral pill that stands out from what is behind it
-        dark_pill = C.luminance(behind) > 0.18
+        dark_pill = C.relative_luminance(behind) > 0.18
         return ButtonStyle(
             background=C.NEAR_BLACK if dark_pill else C.WHITE,
             color=C.WHITE if dark_pill else C.NEAR_BLACK,
@@ -570,11 +568,6 @@ def _check(plan: TextPlan, canvas: tuple[int, int]) -> None:
         problem = f"box {plan.box} is empty or outside the {canvas[0]}x{canvas[1]} canvas"
     if problem is not None:
         raise AdgraphError("INVALID_INPUT", f"the text plan {problem}", field="text_plan")
-
-
-def _is_hangul(ch: str) -> bool:
-    o = ord(ch)
-    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
 
 
 def _key(name: str) -> str:

@@ -7,13 +7,15 @@ can be checked against the design's. No scripts, no URLs; the CSP forbids anythi
 
 from __future__ import annotations
 
-import html
 import re
+from typing import Any
 
+from kernel.color import HEX_RE, hex_to_rgb
 from kernel.errors import AdgraphError
+from kernel.script import has_hangul
 
-from .color import HEX_RE, hex_to_rgb
 from .schemas import BlockStyle, ButtonStyle, Scrim, TextDesign, TextLayer, TextPlan
+from .templating import render
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _FAMILY_UNSAFE = re.compile(r"[^\w \-.]", re.UNICODE)
@@ -29,87 +31,67 @@ class RuleDeveloper:
 
 def render_html(plan: TextPlan, design: TextDesign, canvas: tuple[int, int]) -> str:
     width, height = canvas
-    korean = any("\uac00" <= ch <= "\ud7a3" for b in design.blocks for line in b.lines for ch in line)
-    parts = [
-        "<!DOCTYPE html>",
-        f'<html lang="{"ko" if korean else "en"}">',
-        "<head>",
-        '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        f'<meta name="viewport" content="width={width}, height={height}">',
-        "<style>",
-        f"html, body {{ margin: 0; padding: 0; width: {width}px; height: {height}px; "
-        "background: transparent; overflow: hidden; }",
-        "body { position: relative; }",
-        ".block { position: absolute; margin: 0; padding: 0; width: max-content; white-space: nowrap; "
-        "word-break: keep-all; font-kerning: normal; font-style: normal; -webkit-text-size-adjust: none; }",
-        "</style>",
-        "</head>",
-        "<body>",
-    ]
-    if design.scrim is not None:
-        parts.append(_scrim(design.scrim))
+    korean = any(has_hangul(line) for b in design.blocks for line in b.lines)
+    scrim = None if design.scrim is None else _scrim(design.scrim)
+    blocks = []
     for block in design.blocks:
         button = design.button if block.role == "cta" else None
         shadow = design.text_shadow if block.role != "cta" else None
-        parts.append(_block(block, plan.align, canvas, button, shadow))
-    parts += ["</body>", "</html>", ""]
-    return "\n".join(parts)
-
-
-def _scrim(scrim: Scrim) -> str:
-    r, g, b = hex_to_rgb(_colour(scrim.color, "scrim.color"))
-    opacity = min(1.0, max(0.0, float(scrim.opacity)))
-    box = scrim.box
-    style = _style(
-        position="absolute",
-        left=f"{box.x}px",
-        top=f"{box.y}px",
-        width=f"{box.w}px",
-        height=f"{box.h}px",
-        background=f"rgba({r}, {g}, {b}, {opacity:.3f})",
-        border_radius=f"{max(0, scrim.radius)}px",
+        blocks.append(_block(block, canvas, button, shadow))
+    return render(
+        "ad_text_layer.html.j2",
+        lang="ko" if korean else "en",
+        csp=CSP,
+        width=width,
+        height=height,
+        align=plan.align if plan.align in ("left", "center", "right") else "left",
+        scrim=scrim,
+        blocks=blocks,
     )
-    return f'<div class="scrim" aria-hidden="true" style="{style}"></div>'
+
+
+def _scrim(scrim: Scrim) -> dict[str, Any]:
+    box = scrim.box
+    return {
+        "x": box.x,
+        "y": box.y,
+        "w": box.w,
+        "h": box.h,
+        "rgb": hex_to_rgb(_colour(scrim.color, "scrim.color")),
+        "opacity": min(1.0, max(0.0, float(scrim.opacity))),
+        "radius": max(0, scrim.radius),
+    }
 
 
 def _block(
-    block: BlockStyle, align: str, canvas: tuple[int, int], button: ButtonStyle | None, shadow: str | None
-) -> str:
+    block: BlockStyle, canvas: tuple[int, int], button: ButtonStyle | None, shadow: str | None
+) -> dict[str, Any]:
+    """The block's CSS values, each checked or rebuilt from numbers; the template writes the properties."""
     box = block.box
-    line_px = round(block.line_height * block.font_size)
-    props: dict[str, str] = {"top": f"{box.y}px"}
-    # anchor on the side the text is aligned to, so any sub-pixel difference in width grows away from it
-    if align == "center":
-        props |= {"left": f"{box.x + box.w / 2:g}px", "transform": "translateX(-50%)"}
-    elif align == "right":
-        props |= {"right": f"{canvas[0] - box.right}px"}
-    else:
-        props |= {"left": f"{box.x}px"}
-    props |= {
-        "font_family": f"'{_family(block.font_family)}', sans-serif",
-        "font_weight": str(int(block.font_weight)),
-        "font_size": f"{int(block.font_size)}px",
-        "line_height": f"{line_px}px",
+    view: dict[str, Any] = {
+        "role": block.role,
+        "lines": block.lines,
+        "top": box.y,
+        "left": box.x,
+        "center": f"{box.x + box.w / 2:g}",
+        "right": canvas[0] - box.right,
+        "family": _family(block.font_family),
+        "weight": int(block.font_weight),
+        "size": int(block.font_size),
+        "line_height": round(block.line_height * block.font_size),
         "color": _colour(block.color, f"{block.role}.color"),
-        "text_align": align if align in ("left", "center", "right") else "left",
+        "button": None,
+        "shadow": shadow if shadow and _SHADOW_SAFE.match(shadow) and "url" not in shadow.lower() else None,
     }
     if button is not None:
-        props |= {
+        view["color"] = _colour(button.color, "button.color")
+        view["button"] = {
             "background": _colour(button.background, "button.background"),
-            "color": _colour(button.color, "button.color"),
-            "padding": f"{int(button.padding_y)}px {int(button.padding_x)}px",
-            "border_radius": f"{int(button.radius)}px",
+            "padding_y": int(button.padding_y),
+            "padding_x": int(button.padding_x),
+            "radius": int(button.radius),
         }
-    if shadow and _SHADOW_SAFE.match(shadow) and "url" not in shadow.lower():
-        props["text_shadow"] = shadow
-    text = "<br>".join(html.escape(line, quote=True) for line in block.lines)
-    return f'<div class="block" data-role="{block.role}" style="{_style(**props)}">{text}</div>'
-
-
-def _style(**props: str) -> str:
-    css = "; ".join(f"{k.replace('_', '-')}: {v}" for k, v in props.items())
-    return html.escape(css, quote=True)
+    return view
 
 
 def _family(name: str) -> str:

@@ -11,22 +11,29 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
+from kernel import color as C
 from kernel.errors import AdgraphError
 from kernel.models import AdCopy, Box, SceneAnalysis
+from kernel.script import has_hangul
 
-from . import color as C
 from .designer import MIN_CONTRAST, RuleDesigner
 from .developer import CSP, RuleDeveloper, render_html
 from .llm import Usage, ask, report_fallback
 from .planner import RulePlanner
+from .prompts_ad import (
+    SYSTEM,
+    button_repair,
+    finish_request,
+    layout_request,
+    style_request,
+    valign_repair,
+)
 from .schemas import BlockStyle, TextDesign, TextLayer, TextPlan
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from graph.context import FontCatalog
-
-SYSTEM = "You are an ad designer. Answer only by calling the function, with short values."
+    from kernel.models import FontCatalog
 
 
 class LayoutChoice(BaseModel):
@@ -58,18 +65,11 @@ class LLMPlanner:
         base = await self.rules.plan(
             copy=copy, analysis=analysis, canvas=canvas, text_position=text_position, text_area=text_area
         )
-        shape = "a tall column beside the product" if base.box.h > base.box.w else "a wide band"
-        asked = f" The shop asked for the text at the {text_position}." if text_position != "auto" else ""
-        user = (
-            f"Headline: {copy.headline}\nText area: {base.box.w}x{base.box.h} px, {shape}, "
-            f"in a {canvas[0]}x{canvas[1]} ad.{asked} Choose the alignment of the text."
-        )
+        user = layout_request(copy.headline, (base.box.w, base.box.h), canvas, text_position)
 
         def check(choice: LayoutChoice) -> list[str]:
             if text_position in ("top", "bottom") and choice.valign != text_position:
-                return [
-                    f"valign must be {text_position!r}: the shop asked for the text at the {text_position}"
-                ]
+                return [valign_repair(text_position)]
             return []
 
         choice = await ask(
@@ -107,25 +107,21 @@ class LLMDesigner:
             return await self.rules.design(plan=plan, analysis=analysis, canvas=canvas, font=font)
         schema = create_model("StyleChoice", __doc__="The look of the ad's text.", **fields)
         headline = next(b.text for b in plan.blocks if b.role == "headline")
-        lines = [f"Headline: {headline}"]
-        if "font" in fields:
-            lines.append(f"Fonts: {', '.join(families)}.")
-        if "button" in fields:
-            lines.append(f"Product colours: {', '.join(colours)}. The button text is white or black.")
-        lines.append(
-            "Choose " + " and ".join({"font": "a font", "button": "the button colour"}[k] for k in fields)
+        user = style_request(
+            headline,
+            families=families if "font" in fields else None,
+            colours=colours if "button" in fields else None,
+            asked=fields,
         )
 
         def check(choice: Any) -> list[str]:
             colour = getattr(choice, "button", None)
             if colour is not None and (best := _label_for(colour))[1] < MIN_CONTRAST:
-                return [
-                    f"button {colour} gives its text only {best[1]:.1f}:1 contrast, under 4.5; choose another"
-                ]
+                return [button_repair(colour, best[1])]
             return []
 
         choice = await ask(
-            self.chat, schema, system=SYSTEM, user="\n".join(lines), agent="designer", part="style",
+            self.chat, schema, system=SYSTEM, user=user, agent="designer", part="style",
             check=check, usage=self.usage,
         )  # fmt: skip
         chosen_font = getattr(choice, "font", None)
@@ -144,7 +140,7 @@ class LLMDesigner:
 
     def _families(self, plan: TextPlan) -> list[str]:
         faces = self.fonts.faces()
-        korean = any(_hangul(b.text) for b in plan.blocks)
+        korean = any(has_hangul(b.text) for b in plan.blocks)
         plain = ("coding", "mono", "math")  # code and formula faces are no ad type
         return sorted(
             {
@@ -153,10 +149,6 @@ class LLMDesigner:
                 if (f.hangul or not korean) and not any(w in f.family.lower() for w in plain)
             }
         )
-
-
-def _hangul(text: str) -> bool:
-    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
 
 
 def _label_for(background: str) -> tuple[str, float]:
@@ -211,11 +203,11 @@ class LLMDeveloper:
 
     async def code(self, *, plan: TextPlan, design: TextDesign, canvas: tuple[int, int]) -> TextLayer:
         head = next(b for b in design.blocks if b.role == "headline")
-        user = (
-            f"Headline: {' '.join(head.lines)}\nText colour {head.color}"
-            + (", on a translucent panel" if design.scrim else "")
-            + (f", button colour {design.button.background}" if design.button else "")
-            + ". Choose the text shadow and the button corners."
+        user = finish_request(
+            " ".join(head.lines),
+            head.color,
+            scrim=bool(design.scrim),
+            button=design.button.background if design.button else None,
         )
         choice = await ask(
             self.chat,
@@ -240,7 +232,7 @@ class LLMDeveloper:
 def _finish(design: TextDesign, choice: FinishChoice) -> TextDesign:
     head = next(b for b in design.blocks if b.role == "headline")
     # the shadow is the opposite of the text: it only separates the letters, contrast never relies on it
-    rgb = "0, 0, 0" if C.luminance(head.color) > 0.4 else "255, 255, 255"
+    rgb = "0, 0, 0" if C.relative_luminance(head.color) > 0.4 else "255, 255, 255"
     shadow = {
         "none": None,
         "soft": f"0 1px 3px rgba({rgb}, 0.35)",

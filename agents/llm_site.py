@@ -9,16 +9,30 @@ one repair round; then the rules decide that part and the fallback is reported.
 from __future__ import annotations
 
 import re
-from html import escape
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, create_model
 
-from . import color as C
+from kernel import color as C
+from kernel.script import has_hangul
+
 from .llm import Usage, ask, describe_errors
+from .prompts_site import (
+    FIRST_PAGE_REPAIR,
+    PRIMARY_REPAIR,
+    REPEATED_PAGES_REPAIR,
+    SYSTEM,
+    brand_colour_repair,
+    copy_request,
+    descriptions_request,
+    design_request,
+    missing_page_repair,
+    pages_request,
+    too_many_pages_repair,
+)
 from .site_checks import code_problems
 from .site_designer import RuleSiteDesigner, readable
-from .site_developer import RuleSiteDeveloper
+from .site_developer import RuleSiteDeveloper, write_site
 from .site_planner import RuleSitePlanner
 from .site_schemas import (
     EXTERNAL_URL,
@@ -32,30 +46,13 @@ from .site_schemas import (
     SitePlan,
     design_problems,
     font_paths,
-    has_hangul,
     plan_problems,
 )
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-SYSTEM = "You help a small shop make its homepage. Answer only by calling the function."
-LANGUAGE = {"ko": "Korean", "en": "English"}
 _PHONE = re.compile(r"\+?\d[\d\-. ()]{6,}\d")
-
-
-def describe(profile: Profile) -> str:
-    """The profile in a few lines (only what is filled in)."""
-    labels = {
-        "store_name": "Shop",
-        "store_type": "Type",
-        "location": "Location",
-        "store_strength": "Strengths",
-        "target_customer": "Customers",
-        "advertising_goal": "Goal",
-    }
-    values = profile.model_dump()
-    return "\n".join(f"{label}: {values[key]}" for key, label in labels.items() if values.get(key))
 
 
 def copy_problems(text: str, field: str, profile: Profile, *, low: int, high: int) -> list[str]:
@@ -106,16 +103,16 @@ class LLMSitePlanner:
 
         def check(choice: Any) -> list[str]:
             chosen: list[str] = choice.pages
-            out = [f"missing the {p!r} page" for p in ("index", "gallery") if p not in chosen]
+            out = [missing_page_repair(p) for p in ("index", "gallery") if p not in chosen]
             if chosen and chosen[0] != "index":
-                out.append("the first page must be 'index'")
+                out.append(FIRST_PAGE_REPAIR)
             if len(set(chosen)) != len(chosen):
-                out.append("page names repeat")
+                out.append(REPEATED_PAGES_REPAIR)
             if len(chosen) > MAX_PAGES:
-                out.append(f"{len(chosen)} pages; at most {MAX_PAGES}")
+                out.append(too_many_pages_repair(len(chosen), MAX_PAGES))
             return out
 
-        user = f"{describe(profile)}\nPages: {', '.join(PAGE_KINDS)}. Which pages should the site have?"
+        user = pages_request(profile, PAGE_KINDS)
         choice = await ask(
             self.chat, schema, system=SYSTEM, user=user, agent="planner", part="plan.pages",
             check=check, usage=self.usage,
@@ -130,7 +127,6 @@ class LLMSitePlanner:
         if has_about:
             fields["story"] = (str, Field(description="two or three sentences about the shop"))
         schema = create_model("SiteCopy", __doc__="Short copy for the homepage.", **fields)
-        lang = LANGUAGE[plan.language]
 
         def apply(choice: Any) -> SitePlan:
             pages = []
@@ -152,8 +148,7 @@ class LLMSitePlanner:
                 out += copy_problems(choice.story, "story", profile, low=20, high=600)
             return out or _problems(lambda: plan_problems(apply(choice), profile))
 
-        ask_for = "a tagline and the shop's story" if has_about else "a tagline"
-        user = f"{describe(profile)}\nWrite {ask_for} in {lang}, for the shop's customers."
+        user = copy_request(profile, story=has_about, language=plan.language)
         choice = await ask(
             self.chat, schema, system=SYSTEM, user=user, agent="planner", part="plan.copy",
             check=check, usage=self.usage,
@@ -205,16 +200,13 @@ class LLMSiteDesigner:
 
         def check(choice: Any) -> list[str]:
             if not re.match(COLOUR, choice.brand_color.strip().lower()):
-                return [
-                    f"brand_color {choice.brand_color!r} is not one of {', '.join(HUES)} or a #rrggbb colour"
-                ]
+                return [brand_colour_repair(choice.brand_color, HUES)]
             return [
-                p + "; choose a darker or stronger brand_color" if "primary" in p else p
+                p + PRIMARY_REPAIR if "primary" in p else p
                 for p in _problems(lambda: design_problems(apply(choice), installed))
             ]
 
-        hint = "" if style is None else f"\nStyle: {style}"
-        user = f"{describe(profile)}{hint}\nChoose the homepage's look and its brand colour."
+        user = design_request(profile, style)
         choice = await ask(
             self.chat, schema, system=SYSTEM, user=user, agent="designer", part="design",
             check=check, usage=self.usage,
@@ -261,9 +253,6 @@ def _problems(run: Any) -> list[str]:
         return describe_errors(e)
 
 
-_META = re.compile(r'<meta name="description" content="[^"]*">')
-
-
 class LLMSiteDeveloper:
     """`SiteDeveloper`: the rule developer writes the pages; the LLM writes each page's description (the
     search-result snippet), and the finished code must pass every static site check."""
@@ -286,12 +275,8 @@ class LLMSiteDeveloper:
         extra = dict.fromkeys(font_paths(design), b"")
 
         def apply(choice: Any) -> SiteCode:
-            pages = dict(base.pages)
-            for page in plan.pages:
-                text = escape(getattr(choice, page.slug).strip(), quote=True)
-                meta = f'<meta name="description" content="{text}">'
-                pages[page.filename] = _META.sub(lambda _, meta=meta: meta, pages[page.filename], count=1)
-            return SiteCode(pages=pages, css=base.css)
+            descriptions = {p.slug: getattr(choice, p.slug).strip() for p in plan.pages}
+            return write_site(profile, plan, design, images, descriptions)
 
         def check(choice: Any) -> list[str]:
             out: list[str] = []
@@ -304,9 +289,8 @@ class LLMSiteDeveloper:
                 apply(choice), profile=profile, design=design, images=images, pages=pages, extra=extra
             )
 
-        user = (
-            f"{describe(profile)}\nPages: {', '.join(p.slug for p in plan.pages)}. Write a one-sentence "
-            f"description of each page in {LANGUAGE[plan.language]}, e.g. index: {plan.tagline}"
+        user = descriptions_request(
+            profile, [p.slug for p in plan.pages], language=plan.language, tagline=plan.tagline
         )
         choice = await ask(
             self.chat, schema, system=SYSTEM, user=user, agent="developer", part="code.descriptions",

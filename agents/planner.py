@@ -34,9 +34,8 @@ class RulePlanner:
         blocks = copy_blocks(copy)
         name, region_box = choose_region(analysis, text_position, text_area, canvas)
         margin = round(MARGIN * min(width, height))
-        box: Box | None = clip(region_box, inset(Box(x=0, y=0, w=width, h=height), margin))
-        if box is not None:
-            box = avoid(box, inset(analysis.product_box, -(margin // 2)))
+        safe = Box(x=0, y=0, w=width, h=height).expand(-margin)
+        box = region_box.clip(safe).avoid(analysis.product_box.expand(margin // 2))
         if box is None or box.w <= 0 or box.h <= 0:
             raise AdgraphError(
                 "INVALID_INPUT",
@@ -98,49 +97,3 @@ def choose_region(
 
     best = next((r for r in regions if on_side(r)), regions[0])
     return best.name, best.box
-
-
-def inset(box: Box, by: int) -> Box:
-    return Box(x=box.x + by, y=box.y + by, w=box.w - 2 * by, h=box.h - 2 * by)
-
-
-def clip(box: Box, bounds: Box) -> Box:
-    x0, y0 = max(box.x, bounds.x), max(box.y, bounds.y)
-    x1, y1 = min(box.right, bounds.right), min(box.bottom, bounds.bottom)
-    return Box(x=x0, y=y0, w=max(0, x1 - x0), h=max(0, y1 - y0))
-
-
-def union(boxes: list[Box]) -> Box:
-    x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
-    x1, y1 = max(b.right for b in boxes), max(b.bottom for b in boxes)
-    return Box(x=x0, y=y0, w=x1 - x0, h=y1 - y0)
-
-
-def contains(outer: Box, inner: Box) -> bool:
-    return (
-        outer.x <= inner.x
-        and outer.y <= inner.y
-        and inner.right <= outer.right
-        and inner.bottom <= outer.bottom
-    )
-
-
-def avoid(box: Box, obstacle: Box, *, gap: int = 0, keep: Box | None = None) -> Box | None:
-    """The largest part of `box` on one side of `obstacle` (plus `gap`); `box` itself if they don't touch.
-
-    With `keep`, only cuts that still contain `keep` are allowed. None if no cut works.
-    """
-    if box.intersection(obstacle) == 0:
-        return box
-    x0, y0, x1, y1 = box.x, box.y, box.right, box.bottom
-    cuts = [
-        (x0, y0, x1, min(y1, obstacle.y - gap)),  # above
-        (x0, max(y0, obstacle.bottom + gap), x1, y1),  # below
-        (x0, y0, min(x1, obstacle.x - gap), y1),  # left
-        (max(x0, obstacle.right + gap), y0, x1, y1),  # right
-    ]
-    options = [Box(x=a, y=b, w=c - a, h=d - b) for a, b, c, d in cuts if c > a and d > b]
-    options = [o for o in options if o.intersection(obstacle) == 0 and (keep is None or contains(o, keep))]
-    if not options and keep is not None and gap:
-        return avoid(box, obstacle, gap=0, keep=keep)
-    return max(options, key=lambda o: o.area, default=None)

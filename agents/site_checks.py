@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
 from agents.site_schemas import CSS_PATH, MIN_CONTRAST, DesignSystem, Profile, SiteCode, SiteImage
+from kernel.color import contrast
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # Elements whose end tag HTML lets you leave out; everything else must be closed.
@@ -187,8 +188,6 @@ def check_site(
                 f"the phone number {profile.phone_number!r} is not on the index page"
             )
     if design is not None:
-        from agents.color import contrast
-
         for name, (fg, bg) in design.palette.text_pairs().items():
             if (c := contrast(fg, bg)) < MIN_CONTRAST:
                 results["contrast"].append(f"{name}: {c:.2f} < {MIN_CONTRAST}")

@@ -9,8 +9,8 @@ import os
 import re
 from typing import Literal
 
-from agents.color import contrast, from_hls, hls, with_lightness
 from agents.site_schemas import MIN_CONTRAST, DesignSystem, Palette, Profile, SitePlan, TypeScale
+from kernel.color import contrast, from_hls, hls, with_lightness
 
 Style = Literal["warm", "modern", "classic", "playful", "minimal"]
 STYLE_WORDS: dict[str, re.Pattern[str]] = {

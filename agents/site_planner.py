@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from agents.site_schemas import MAX_PAGES, PAGE_KINDS, Profile, SitePage, SitePlan, SiteSection
+from kernel.script import has_final_consonant, is_syllable
 
 FOOD = re.compile(
     r"(?i)cafe|café|coffee|bakery|restaurant|bistro|bar\b|카페|커피|베이커리|빵|식당|레스토랑|음식|맛집|주점|분식"
@@ -79,8 +80,8 @@ def particle(word: str, with_final: str, without_final: str) -> str:
     """The Korean particle that follows `word` (은/는, 을/를, 이/가) by whether its last syllable has a
     final consonant; other scripts get the first form."""
     last = word.strip()[-1:] or " "
-    if "\uac00" <= last <= "\ud7a3":
-        return with_final if (ord(last) - 0xAC00) % 28 else without_final
+    if is_syllable(last):
+        return with_final if has_final_consonant(last) else without_final
     return with_final
 
 

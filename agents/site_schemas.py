@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from agents.color import HEX_RE, contrast
+from kernel.color import HEX_RE, contrast
 from kernel.models import ArtifactRef, Frozen
+from kernel.script import has_hangul
 
 MAX_PAGES = 5
 MIN_CONTRAST = 4.5
@@ -20,14 +21,9 @@ PAGE_KINDS: tuple[str, ...] = ("index", "about", "menu", "gallery", "contact")
 """The pages a site can have; `index` and `gallery` are always there. The file is `<kind>.html`."""
 STYLES: tuple[str, ...] = ("warm", "modern", "classic", "playful", "minimal")
 """Style hints the designer understands; any other text is read for these words (Korean too)."""
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 _SLUG = r"^[a-z][a-z0-9-]{0,31}$"
 # A URL in copy: a scheme with "//", a protocol-relative "//host", or "www." (tel:/mailto: are fine).
 EXTERNAL_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://|(?<![\w./])//[\w-]|\bwww\.")
-
-
-def has_hangul(text: str) -> bool:
-    return bool(_HANGUL.search(text))
 
 
 class Profile(Frozen):

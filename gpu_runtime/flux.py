@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,12 @@ from typing import Any
 from PIL import Image
 
 from kernel.errors import StepCancelled
-from nodes.backends.studio import KO_WORDS
+from kernel.prompt_words import KO_RE, KO_WORDS
+from kernel.script import has_hangul
 
 DEFAULT_PROMPT = "a clean, softly lit studio backdrop"
 STYLE = "empty product photography background, nothing in front, no text"
 MULTIPLE = 16  # FLUX packs 2x2 latents of an 8x VAE: sides must be multiples of 16
-_HANGUL = re.compile(r"[\uac00-\ud7a3]")
-_KO = re.compile("|".join(re.escape(k) for k in sorted(KO_WORDS, key=len, reverse=True)))
 _KO_PLACE = {"wall": "wall", "floor": "tabletop"}
 
 
@@ -42,9 +40,9 @@ def flux_prompt(prompt: str) -> str:
     """The prompt FLUX's English text encoders understand. A Korean prompt is carried over through the
     studio backdrop's vocabulary (colours, tones, materials, light, wall / floor); other words are lost."""
     prompt = prompt.strip()
-    if _HANGUL.search(prompt):
+    if has_hangul(prompt):
         words = []
-        for m in _KO.finditer(prompt):
+        for m in KO_RE.finditer(prompt):
             kind, meaning = KO_WORDS[m.group()]
             word = _KO_PLACE.get(kind, meaning) if kind != "ignore" else ""
             if word and word not in words:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from kernel.color import parse_color
 from kernel.models import Box, Placement, SceneAnalysis
 
 PROMPT = (
@@ -38,8 +39,6 @@ PRODUCT_OVERLAP = 0.15
 MATCH = 0.5
 """A VLM box names a measured region when they share half of the smaller one."""
 
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
-_RGB = re.compile(r"^rgb\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)$", re.I)
 _PAIR_BOX = re.compile(r"\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)\s*,?\s*\(\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\)")
 
 
@@ -136,13 +135,13 @@ def parse_answer(text: str, canvas: tuple[int, int]) -> VlmAnswer:
     _read_regions(doc, canvas, answer)
     for part in ("dominant", "accent"):
         raw = _first(doc, part, f"{part}_color", f"{part}_colour")
-        color = _color(raw)
+        color = parse_color(raw)
         if color is None:
             answer.problems.append((part, f"no usable colour: {raw!r}" if raw is not None else "not given"))
         setattr(answer, part, color)
     raw_palette = _first(doc, "palette", "colors", "colours")
     if isinstance(raw_palette, list):
-        colors = [c for c in (_color(v) for v in raw_palette) if c is not None]
+        colors = [c for c in (parse_color(v) for v in raw_palette) if c is not None]
         answer.palette = list(dict.fromkeys(colors))[:5]
     if not answer.palette:
         answer.problems.append(
@@ -162,7 +161,7 @@ def merge(measured: SceneAnalysis, answer: VlmAnswer) -> tuple[SceneAnalysis, li
         if box.intersection(product) > PRODUCT_OVERLAP * box.area:
             refused.append(f"{name} covers the product")
             continue
-        scores = [_shared(box, r.box) for r in measured.regions]
+        scores = [box.overlap(r.box) for r in measured.regions]
         best = max(range(len(scores)), key=scores.__getitem__, default=None)
         if best is not None and scores[best] >= MATCH and best not in preferred:
             preferred.append(best)
@@ -270,22 +269,6 @@ def _close(fragment: str) -> str | None:
     return None
 
 
-def _color(raw: Any) -> str | None:
-    if not isinstance(raw, str):
-        return None
-    raw = raw.strip()
-    if m := _HEX.match(raw):
-        digits = m.group(1)
-        if len(digits) == 3:
-            digits = "".join(c * 2 for c in digits)
-        return "#" + digits.lower()
-    if m := _RGB.match(raw):
-        rgb = [int(v) for v in m.groups()]
-        if all(0 <= v <= 255 for v in rgb):
-            return "#{:02x}{:02x}{:02x}".format(*rgb)
-    return None
-
-
 def _box(spec: Any, canvas: tuple[int, int]) -> Box | None:
     """A box in 0..1000 coordinates (list, dict or "(x1,y1),(x2,y2)") as canvas pixels, or None."""
     coords: list[float] | None = None
@@ -313,8 +296,3 @@ def _box(spec: Any, canvas: tuple[int, int]) -> Box | None:
         h=round((y1 - y0) * h / SCALE),
     )
     return box if box.area >= MIN_REGION_SHARE * w * h else None
-
-
-def _shared(a: Box, b: Box) -> float:
-    smaller = min(a.area, b.area)
-    return a.intersection(b) / smaller if smaller else 0.0

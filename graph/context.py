@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from agents.schemas import TextDesign, TextLayer, TextPlan
-from kernel.models import SIZES, AdCopy, ArtifactRef, Box, FontFace, Placement, SceneAnalysis
+from kernel.models import SIZES, AdCopy, ArtifactRef, Box, Placement, SceneAnalysis
 
 
 class ArtifactStore(Protocol):
@@ -73,13 +73,6 @@ class Analyzer(Protocol):
         fallback: Callable[[str, str], None] | None = None,
     ) -> SceneAnalysis:
         """`fallback(part, reason)`: a part the backend could not make, and measured instead."""
-        ...
-
-
-class FontCatalog(Protocol):
-    def faces(self) -> list[FontFace]: ...
-    def text_width(self, text: str, family: str, weight: int, size: int) -> float:
-        """Advance width in pixels of `text` set in that face at `size` px."""
         ...
 
 

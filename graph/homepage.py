@@ -6,8 +6,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.ad import TRANSIENT
 from graph.homepage_context import HomepageContext
+from graph.retry import TRANSIENT
 from graph.state import HOMEPAGE_NODES, HomepageInput, HomepageState
 from nodes.site_code import site_code
 from nodes.site_design import site_design
@@ -27,10 +27,8 @@ HOMEPAGE_INPUT_CONSUMERS: dict[str, str] = {
 
 def build_homepage_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
     builder = StateGraph(HomepageState, context_schema=HomepageContext, input_schema=HomepageInput)
-    for name in HOMEPAGE_NODES:
-        builder.add_node(name, _FUNCS[name], retry_policy=TRANSIENT)
+    builder.set_node_defaults(retry_policy=TRANSIENT)
+    builder.add_sequence([(name, _FUNCS[name]) for name in HOMEPAGE_NODES])
     builder.add_edge(START, HOMEPAGE_NODES[0])
-    for a, b in zip(HOMEPAGE_NODES, HOMEPAGE_NODES[1:], strict=False):
-        builder.add_edge(a, b)
     builder.add_edge(HOMEPAGE_NODES[-1], END)
     return builder.compile(checkpointer=checkpointer, name="homepage")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from kernel.color import rgb_to_hex
+
 
 def product_palette(cutout: Image.Image, n: int = 5) -> list[str]:
     """Up to `n` colours of the product (where the matte is solid), most frequent first, as #rrggbb."""
@@ -18,4 +20,4 @@ def product_palette(cutout: Image.Image, n: int = 5) -> list[str]:
     quant = strip.quantize(colors=n, method=Image.Quantize.MEDIANCUT)
     counts = sorted(quant.getcolors() or [], reverse=True)
     pal = quant.getpalette() or []
-    return ["#{:02x}{:02x}{:02x}".format(*pal[i * 3 : i * 3 + 3]) for _, i in counts]
+    return [rgb_to_hex(pal[i * 3 : i * 3 + 3]) for _, i in counts]

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from kernel.color import hue_distance, luminance_map, rgb_to_hex, rgb_to_hsv
 from kernel.models import Box, Placement, Region, SceneAnalysis
-from nodes.backends.colors import hue_distance, luminance_map, rgb_to_hex, rgb_to_hsv
 
 ANALYSIS_SHORT_SIDE = 270
 EDGE_MARGIN = 0.04
@@ -91,9 +91,10 @@ def candidate_boxes(placement: Placement, width: int, height: int) -> list[tuple
     e = math.ceil(EDGE_MARGIN * short)
     g = math.ceil(PRODUCT_GAP * short)
     p = placement.product_box
-    keep_out = Box(x=p.x - g, y=p.y - g, w=p.w + 2 * g, h=p.h + 2 * g)
+    keep_out = p.expand(g)
     out: list[tuple[str, Box]] = []
-    text_area = _outside(_clip(placement.text_area, width, height), keep_out)
+    text_area = placement.text_area.clip(Box(x=0, y=0, w=width, h=height))
+    text_area = text_area.avoid(keep_out) if text_area.area else None
     if text_area is not None:
         out.append(("text_area", text_area))
     bands = {
@@ -195,37 +196,9 @@ def _rank(regions: list[Region], width: int, height: int) -> list[Region]:
     kept: list[Region] = []
     for region in ranked:
         others = kept + [r for r in reserved if r not in kept]
-        if region.name == "text_area" or all(_iou(region.box, o.box) < 0.6 for o in others):
+        if region.name == "text_area" or all(region.box.iou(o.box) < 0.6 for o in others):
             kept.append(region)
     return kept
-
-
-def _clip(box: Box, width: int, height: int) -> Box:
-    x0, y0 = max(0, box.x), max(0, box.y)
-    x1, y1 = min(width, box.right), min(height, box.bottom)
-    return Box(x=x0, y=y0, w=max(0, x1 - x0), h=max(0, y1 - y0))
-
-
-def _outside(box: Box, keep_out: Box) -> Box | None:
-    """`box` if it stays clear of `keep_out`, else the largest part of it above, below, left or right."""
-    if box.area == 0:
-        return None
-    if box.intersection(keep_out) == 0:
-        return box
-    parts = [
-        Box(x=box.x, y=box.y, w=box.w, h=keep_out.y - box.y),
-        Box(x=box.x, y=keep_out.bottom, w=box.w, h=box.bottom - keep_out.bottom),
-        Box(x=box.x, y=box.y, w=keep_out.x - box.x, h=box.h),
-        Box(x=keep_out.right, y=box.y, w=box.right - keep_out.right, h=box.h),
-    ]
-    best = max(parts, key=lambda b: b.area if b.w > 0 and b.h > 0 else 0)
-    return best if best.w > 0 and best.h > 0 else None
-
-
-def _iou(a: Box, b: Box) -> float:
-    inter = a.intersection(b)
-    union = a.area + b.area - inter
-    return inter / union if union else 0.0
 
 
 def _ring(small: np.ndarray, x0: int, y0: int, x1: int, y1: int, t: int) -> np.ndarray:

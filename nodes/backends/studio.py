@@ -14,7 +14,6 @@ A 1080x1920 backdrop takes about 35 ms as a paper sweep and 70-95 ms as a textur
 from __future__ import annotations
 
 import asyncio
-import colorsys
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from agents.color import hex_to_rgb, luminance_rgb, ratio
-
-RGB = tuple[int, int, int]
+from kernel.color import RGB, contrast, hex_to_rgb, hls, relative_luminance, rgb_from_hls
+from kernel.prompt_words import EN_WORDS, KO_RE, KO_WORDS
 
 MAX_SIDE = 4096  # a 4096x4096 backdrop already needs about 200 MB of float buffers
 MATERIALS = ("wood", "marble", "linen", "concrete", "paper")
@@ -68,156 +66,6 @@ COLOURS: dict[str, RGB] = {
     "rosegold": (196, 138, 130),
 }
 
-# Words by kind and meaning, "|" between synonyms. English: whole words (or two-word phrases) of the
-# lower-cased prompt; a plural "s" is forgiven.
-_EN: dict[str, dict[str, str]] = {
-    "colour": {
-        "red": "red|crimson|scarlet",
-        "orange": "orange",
-        "yellow": "yellow|lemon",
-        "green": "green|emerald",
-        "lightgreen": "light green",
-        "olive": "olive|khaki",
-        "sage": "sage",
-        "mint": "mint",
-        "teal": "teal",
-        "turquoise": "turquoise|aqua",
-        "sky": "sky blue",
-        "blue": "blue|cobalt",
-        "navy": "navy",
-        "purple": "purple|violet",
-        "lavender": "lavender|lilac",
-        "magenta": "magenta",
-        "pink": "pink|rose",
-        "coral": "coral",
-        "peach": "peach",
-        "terracotta": "terracotta",
-        "burgundy": "burgundy|wine",
-        "brown": "brown",
-        "beige": "beige|tan|sand",
-        "cream": "cream",
-        "ivory": "ivory|off white",
-        "white": "white",
-        "black": "black",
-        "charcoal": "charcoal",
-        "grey": "grey|gray",
-        "silver": "silver",
-        "gold": "gold|golden",
-        "rosegold": "rose gold",
-    },
-    "tone": {
-        "dark": "dark",
-        "deep": "deep",
-        "bright": "bright",
-        "light": "light|pale",
-        "pastel": "pastel",
-        "warm": "warm",
-        "cool": "cool|cold",
-        "muted": "muted|dusty",
-        "vivid": "vivid",
-    },
-    "material": {
-        "wood": "wood|wooden|oak|walnut|timber",
-        "marble": "marble|marbled",
-        "linen": "linen|fabric|cloth",
-        "concrete": "concrete|cement|stone",
-        "paper": "paper|seamless",
-    },
-    "mood": {
-        "soft": "soft|diffused|diffuse",
-        "moody": "moody|dim",
-        "dramatic": "dramatic",
-        "natural": "natural|daylight|sunlight|sunlit|sunny|window",
-        "spotlight": "spotlight|spotlit",
-        "minimal": "minimal|minimalist|clean",
-        "luxury": "luxury|luxurious|premium|elegant",
-        "bright": "airy",
-    },
-    "wall": {"": "wall|background|backdrop"},
-    "floor": {"": "floor|table|tabletop|surface|desk|counter|plinth"},
-}
-
-# Korean: substrings, since words carry particles (빨간색의, 나무로); the longest match wins, so 검은색 is
-# black rather than 은색 (silver), and 아이스크림 (ice cream) is not 크림 (cream).
-_KO: dict[str, dict[str, str]] = {
-    "colour": {
-        "red": "빨간|빨강|레드|적색",
-        "orange": "주황|오렌지",
-        "yellow": "노란|노랑|옐로",
-        "green": "초록|녹색|그린",
-        "lightgreen": "연두",
-        "olive": "올리브|카키",
-        "sage": "세이지",
-        "mint": "민트",
-        "teal": "청록",
-        "sky": "하늘색",
-        "blue": "파란|파랑|블루|청색",
-        "navy": "남색|네이비",
-        "purple": "보라|퍼플",
-        "lavender": "라벤더",
-        "magenta": "자주",
-        "pink": "분홍|핑크",
-        "coral": "코랄",
-        "peach": "살구|피치",
-        "terracotta": "테라코타",
-        "burgundy": "버건디|와인색",
-        "brown": "갈색|밤색|브라운",
-        "beige": "베이지",
-        "cream": "크림",
-        "ivory": "아이보리",
-        "white": "흰|하얀|화이트|백색",
-        "black": "검은색|검은|검정|블랙|흑색",
-        "charcoal": "차콜",
-        "grey": "회색|그레이|잿빛",
-        "silver": "은색|실버",
-        "gold": "금색|골드|황금",
-        "rosegold": "로즈골드",
-    },
-    "tone": {
-        "dark": "어두운|어둡|다크",
-        "deep": "짙은|진한|딥",
-        "bright": "밝은|밝게|화사한",
-        "light": "연한|옅은|라이트",
-        "pastel": "파스텔",
-        "warm": "따뜻|따스|웜톤",
-        "cool": "시원|차가운|차갑|쿨톤",
-        "muted": "차분한|톤다운",
-        "vivid": "선명한|비비드",
-    },
-    "material": {
-        "wood": "나무|원목|우드",
-        "marble": "대리석|마블",
-        "linen": "린넨|리넨|패브릭",
-        "concrete": "콘크리트|시멘트",
-        "paper": "종이|페이퍼",
-    },
-    "mood": {
-        "soft": "부드러운|은은한|소프트",
-        "moody": "무드",
-        "dramatic": "드라마틱|극적",
-        "natural": "자연광|햇살|햇빛|창가",
-        "spotlight": "스포트라이트|핀조명",
-        "minimal": "미니멀|심플|깔끔",
-        "luxury": "고급|럭셔리",
-    },
-    "wall": {"": "벽|배경"},
-    "floor": {"": "바닥|테이블|탁자|책상|선반|받침"},
-    "ignore": {"": "아이스크림"},
-}
-
-
-def _flatten(table: dict[str, dict[str, str]]) -> dict[str, tuple[str, str]]:
-    return {
-        word: (kind, meaning)
-        for kind, meanings in table.items()
-        for meaning, words in meanings.items()
-        for word in words.split("|")
-    }
-
-
-EN_WORDS = _flatten(_EN)
-KO_WORDS = _flatten(_KO)
-_KO_RE = re.compile("|".join(re.escape(k) for k in sorted(KO_WORDS, key=len, reverse=True)))
 _EN_PHRASE_RE = re.compile(r"\b(?:" + "|".join(k for k in EN_WORDS if " " in k) + r")\b")
 _BREAK = re.compile(r"[,.;:!?/\n]|\band\b|\bwith\b|그리고|위에|위의")
 
@@ -272,7 +120,7 @@ def _find_hits(text: str) -> list[_Hit]:
         entry = EN_WORDS.get(word) or EN_WORDS.get(word.removesuffix("s"))
         if entry:
             claim(m.start(), m.end(), *entry)
-    for m in _KO_RE.finditer(text):  # longest alternative first: 검은색 is black, not 은색 (silver)
+    for m in KO_RE.finditer(text):  # longest alternative first: 검은색 is black, not 은색 (silver)
         claim(m.start(), m.end(), *KO_WORDS[m.group()])
     return sorted(hits, key=lambda h: h.start)
 
@@ -358,36 +206,27 @@ def parse_prompt(prompt: str) -> BackdropSpec:
 # ------------------------------------------------------------------------------------------- colours
 
 
-def _hls(rgb: RGB) -> tuple[float, float, float]:
-    return colorsys.rgb_to_hls(*(c / 255.0 for c in rgb))
-
-
-def _from_hls(h: float, l: float, s: float) -> RGB:  # noqa: E741 - HLS lightness
-    r, g, b = colorsys.hls_to_rgb(h % 1.0, min(1.0, max(0.0, l)), min(1.0, max(0.0, s)))
-    return round(r * 255), round(g * 255), round(b * 255)
-
-
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
     return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 def _apply_tones(rgb: RGB, tones: tuple[str, ...]) -> RGB:
     for tone in dict.fromkeys(tones):
-        h, l, s = _hls(rgb)  # noqa: E741
+        h, l, s = hls(rgb)  # noqa: E741
         if tone == "dark":
-            rgb = _from_hls(h, max(0.07, l * 0.55), s * 0.9)
+            rgb = rgb_from_hls(h, max(0.07, l * 0.55), s * 0.9)
         elif tone == "deep":
-            rgb = _from_hls(h, l * 0.8, s * 1.15)
+            rgb = rgb_from_hls(h, l * 0.8, s * 1.15)
         elif tone == "bright":
-            rgb = _from_hls(h, l + (0.9 - l) * 0.4 if l < 0.9 else l, s)
+            rgb = rgb_from_hls(h, l + (0.9 - l) * 0.4 if l < 0.9 else l, s)
         elif tone == "light":
-            rgb = _from_hls(h, l + (0.93 - l) * 0.55 if l < 0.93 else l, s * 0.8)
+            rgb = rgb_from_hls(h, l + (0.93 - l) * 0.55 if l < 0.93 else l, s * 0.8)
         elif tone == "pastel":
-            rgb = _from_hls(h, max(l, 0.84), min(s, 0.55) if s > 0.05 else s)
+            rgb = rgb_from_hls(h, max(l, 0.84), min(s, 0.55) if s > 0.05 else s)
         elif tone == "muted":
-            rgb = _from_hls(h, l, s * 0.55)
+            rgb = rgb_from_hls(h, l, s * 0.55)
         elif tone == "vivid":
-            rgb = _from_hls(h, l, min(1.0, s * 1.35))
+            rgb = rgb_from_hls(h, l, min(1.0, s * 1.35))
         elif tone == "warm":
             rgb = _mix(rgb, (250, 205, 160), 0.18)
         elif tone == "cool":
@@ -397,18 +236,14 @@ def _apply_tones(rgb: RGB, tones: tuple[str, ...]) -> RGB:
 
 def _wall_from_floor(floor: RGB) -> RGB:
     """A wall that belongs with a coloured floor: same hue, calmer and a step lighter."""
-    h, l, s = _hls(floor)  # noqa: E741
-    return _from_hls(h, l + 0.12 if l < 0.35 else min(0.93, l + 0.1), s * 0.75)
+    h, l, s = hls(floor)  # noqa: E741
+    return rgb_from_hls(h, l + 0.12 if l < 0.35 else min(0.93, l + 0.1), s * 0.75)
 
 
 def _floor_from_wall(wall: RGB) -> RGB:
     """The floor of a paper sweep: the same paper, a step darker (or lighter on a dark wall)."""
-    h, l, s = _hls(wall)  # noqa: E741
-    return _from_hls(h, l - 0.07 if l > 0.3 else l + 0.06, s * 0.95)
-
-
-def _contrast(a: RGB, b: RGB) -> float:
-    return ratio(luminance_rgb(a), luminance_rgb(b))
+    h, l, s = hls(wall)  # noqa: E741
+    return rgb_from_hls(h, l - 0.07 if l > 0.3 else l + 0.06, s * 0.95)
 
 
 def _harmony(product: RGB | None, tones: tuple[str, ...], moods: tuple[str, ...]) -> RGB:
@@ -418,7 +253,7 @@ def _harmony(product: RGB | None, tones: tuple[str, ...], moods: tuple[str, ...]
     if product is None:
         h, s, neutral = 0.09, 0.08, True
     else:
-        h, _, s = _hls(product)
+        h, _, s = hls(product)
         r, _, b = product
         neutral = s < 0.15 or max(product) - min(product) < 24
         if neutral:
@@ -426,15 +261,15 @@ def _harmony(product: RGB | None, tones: tuple[str, ...], moods: tuple[str, ...]
         else:
             h, s = h + 0.04, min(0.38, max(0.14, s * 0.45))
     wants_dark = "dark" in tones or bool({"moody", "dramatic", "luxury", "spotlight"} & set(moods))
-    light = _from_hls(h, 0.87 if "bright" not in tones else 0.92, s)
-    mid = _from_hls(h, 0.6, s * 0.8)
+    light = rgb_from_hls(h, 0.87 if "bright" not in tones else 0.92, s)
+    mid = rgb_from_hls(h, 0.6, s * 0.8)
     # Dark walls read best in the opposite hue, barely saturated (slate behind gold, plum behind green).
-    dark = _from_hls(h if neutral else h + 0.46, 0.24, s if neutral else min(0.22, s * 0.8))
+    dark = rgb_from_hls(h if neutral else h + 0.46, 0.24, s if neutral else min(0.22, s * 0.8))
     order = (dark, mid, light) if wants_dark else (light, mid, dark)
     first = order[0]
     if product is not None:
-        good = [c for c in order if _contrast(c, product) >= 2.0]
-        first = good[0] if good else max(order, key=lambda c: _contrast(c, product))
+        good = [c for c in order if contrast(c, product) >= 2.0]
+        first = good[0] if good else max(order, key=lambda c: contrast(c, product))
     return _apply_tones(first, tuple(t for t in tones if t not in ("dark", "bright", "light")))
 
 
@@ -443,21 +278,21 @@ def _nudge(colour: RGB, product: RGB | None, min_ratio: float) -> RGB:
     also calm a colour that shares the product's hue and saturation, so the product stays the subject."""
     if product is None:
         return colour
-    h, l, s = _hls(colour)  # noqa: E741
-    ph, _, ps = _hls(product)
+    h, l, s = hls(colour)  # noqa: E741
+    ph, _, ps = hls(product)
     if s > 0.3 and ps > 0.3 and min(abs(h - ph), 1 - abs(h - ph)) < 0.06:
         s *= 0.7
-        colour = _from_hls(h, l, s)
-    if _contrast(colour, product) >= min_ratio:
+        colour = rgb_from_hls(h, l, s)
+    if contrast(colour, product) >= min_ratio:
         return colour
-    darker = luminance_rgb(colour) < luminance_rgb(product)
+    darker = relative_luminance(colour) < relative_luminance(product)
     if not darker and l > 0.9 or darker and l < 0.1:
         darker = not darker
     step = -0.02 if darker else 0.02
     for _ in range(50):
         l = min(0.97, max(0.04, l + step))  # noqa: E741
-        colour = _from_hls(h, l, s)
-        if _contrast(colour, product) >= min_ratio or l in (0.97, 0.04):
+        colour = rgb_from_hls(h, l, s)
+        if contrast(colour, product) >= min_ratio or l in (0.97, 0.04):
             break
     return colour
 
@@ -473,15 +308,15 @@ def _parse_palette(product_palette: list[str]) -> RGB | None:
 
 def _material_colours(material: str, base: RGB) -> tuple[RGB, RGB]:
     """The two colours a material texture blends between (texture value 0 -> first, 1 -> second)."""
-    h, l, s = _hls(base)  # noqa: E741
+    h, l, s = hls(base)  # noqa: E741
     if material == "wood":
-        return _from_hls(h, min(0.9, l * 1.12), s), _from_hls(h - 0.01, l * 0.62, min(1.0, s * 1.1))
+        return rgb_from_hls(h, min(0.9, l * 1.12), s), rgb_from_hls(h - 0.01, l * 0.62, min(1.0, s * 1.1))
     if material == "marble":
-        vein = _from_hls(h, l * 0.45, s * 0.4) if l > 0.6 else _from_hls(h, min(0.9, l + 0.4), s * 0.35)
+        vein = rgb_from_hls(h, l * 0.45, s * 0.4) if l > 0.6 else rgb_from_hls(h, min(0.9, l + 0.4), s * 0.35)
         return base, vein
     if material == "linen":
-        return _from_hls(h, min(0.96, l * 1.04), s), _from_hls(h, l * 0.8, s)
-    return _from_hls(h, min(0.95, l * 1.1), s), _from_hls(h, l * 0.74, s)  # concrete
+        return rgb_from_hls(h, min(0.96, l * 1.04), s), rgb_from_hls(h, l * 0.8, s)
+    return rgb_from_hls(h, min(0.95, l * 1.1), s), rgb_from_hls(h, l * 0.74, s)  # concrete
 
 
 # -------------------------------------------------------------------------------------------- light

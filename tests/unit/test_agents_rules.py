@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 
 import pytest
 
@@ -10,6 +11,7 @@ from agents.rules import BODY_MIN_PX, HEADLINE_MIN_PX, RuleDesigner, RuleDevelop
 from agents.schemas import BlockStyle, ButtonStyle, Scrim, TextBlock, TextDesign, TextPlan
 from kernel.errors import AdgraphError
 from kernel.models import AdCopy, Box, FontFace, Region, SceneAnalysis
+from kernel.script import is_hangul
 
 CANVAS = (1080, 1080)
 TEXT_AREA = Box(x=49, y=49, w=982, h=410)
@@ -82,7 +84,7 @@ class FakeFonts:
 
     def text_width(self, text: str, family: str, weight: int, size: int) -> float:
         self.calls += 1
-        em = sum(1.0 if "\uac00" <= ch <= "\ud7a3" else 0.3 if ch == " " else 0.55 for ch in text)
+        em = sum(1.0 if is_hangul(ch) else 0.3 if ch == " " else 0.55 for ch in text)
         return em * size * (1.06 if weight >= 700 else 1.0)
 
 
@@ -433,6 +435,20 @@ async def test_html_escapes_user_text_and_loads_nothing() -> None:
     assert '<meta charset="utf-8">' in page
     assert "default-src 'none'; style-src 'unsafe-inline'" in page
     assert "background: transparent" in page
+
+
+async def test_html_shows_hostile_text_exactly_as_written_and_keeps_its_structure() -> None:
+    hostile = AdCopy(
+        headline="</div><script>alert(1)</script>", subline='Tom & Jerry\'s "deal"', cta="A&B <now>"
+    )
+    plan, design, _ = await design_for(hostile, band=MID)
+    page = await code_for(design, plan)
+    assert "<script" not in page.lower() and "&lt;/div&gt;&lt;script&gt;" in page
+    assert page.count("<div") == page.count("</div>") == len(design.blocks) + (design.scrim is not None)
+    for b in design.blocks:
+        div = re.search(rf'<div class="block" data-role="{b.role}" style="[^"]*">(.*?)</div>', page)
+        assert div is not None, b.role
+        assert [unescape(line) for line in div.group(1).split("<br>")] == b.lines  # what Chromium shows
 
 
 async def test_html_places_each_block_at_its_box() -> None:

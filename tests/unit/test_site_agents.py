@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from html import unescape
 
 import pytest
 
-from kernel.color import contrast
 from agents.site_checks import code_problems
-from agents.site_developer import font_faces
+from agents.site_developer import font_faces, write_site
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
 from agents.site_schemas import (
     MIN_CONTRAST,
@@ -19,6 +19,7 @@ from agents.site_schemas import (
     font_paths,
     plan_problems,
 )
+from kernel.color import contrast
 from kernel.errors import AdgraphError
 from kernel.script import has_hangul
 from nodes.backends.fonts import FontconfigCatalog
@@ -150,6 +151,25 @@ async def test_all_text_is_escaped():
         assert "<script" not in html and "<b>" not in html
         assert "&lt;script&gt;" in html
     assert problems(p, plan, design, code) == []
+
+
+async def test_a_hostile_store_name_shows_as_written_and_the_stylesheet_is_not_html_escaped():
+    name = '</div><script>alert(1)</script> "Tom" & Jerry\'s'
+    p = profile(EN, store_name=name)
+    plan, design, _ = await build(p)
+    code = write_site(p, plan, design, IMAGES, descriptions={"index": f"{name} <b>&amp;</b>"})
+    index = code.pages["index.html"]
+    assert "<script" not in index and "<b>" not in index
+    shown = [
+        re.search(r"<title>(.*?)</title>", index).group(1),
+        re.search(r'<a class="brand" href="index.html">(.*?)</a>', index).group(1),
+        re.search(r'<p class="footer-name">(.*?)</p>', index).group(1),
+    ]
+    assert [unescape(s) for s in shown] == [name] * 3
+    description = re.search(r'<meta name="description" content="([^"]*)">', index).group(1)
+    assert unescape(description) == f"{name} <b>&amp;</b>"
+    assert problems(p, plan, design, code) == []
+    assert 'font-family:"site-' in code.css and "&#34;" not in code.css and "&quot;" not in code.css
 
 
 async def test_every_page_has_the_same_navigation_to_every_page():

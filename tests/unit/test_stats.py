@@ -1,5 +1,5 @@
-"""The embedded analyzer and the colour helpers: free regions never touch the product, the reserved text
-area is offered first, the product's colours and the backdrop's brightness are what a person would say."""
+"""The embedded analyzer: free regions never touch the product, the reserved text area is offered first,
+the product's colours and the backdrop's brightness are what a person would say."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from kernel.color import hex_to_rgb, hsv, hue_distance, rgb_to_hex
 from kernel.models import SIZES, TEXT_POSITIONS, Box, Placement, SceneAnalysis
-from nodes.backends.colors import (
-    contrast,
-    contrast_ratio,
-    hex_to_rgb,
-    hsv,
-    hue_distance,
-    luminance_map,
-    relative_luminance,
-    rgb_to_hex,
-)
 from nodes.backends.compose import compose
 from nodes.backends.stats import StatsAnalyzer, analyze_scene, region_score
 
@@ -51,10 +42,6 @@ def scene_for(size: tuple[int, int], position: str = "auto", **kw) -> tuple[Imag
     return compose(background=bg, cutout=product(**kw), text_position=position)
 
 
-def grown(box: Box, by: int) -> Box:
-    return Box(x=box.x - by, y=box.y - by, w=box.w + 2 * by, h=box.h + 2 * by)
-
-
 @pytest.mark.parametrize("position", TEXT_POSITIONS)
 @pytest.mark.parametrize("size", list(SIZES))
 def test_regions_keep_clear_of_the_product_and_offer_the_text_area(size: str, position: str) -> None:
@@ -64,7 +51,7 @@ def test_regions_keep_clear_of_the_product_and_offer_the_text_area(size: str, po
     w, h = canvas
 
     assert analysis.product_box == placement.product_box
-    keep_out = grown(placement.product_box, math.ceil(0.02 * min(w, h)))
+    keep_out = placement.product_box.expand(math.ceil(0.02 * min(w, h)))
     assert analysis.regions, "no free region"
     for region in analysis.regions:
         assert region.box.intersection(keep_out) == 0, region
@@ -114,7 +101,7 @@ def test_a_text_area_that_overlaps_the_product_is_trimmed() -> None:
     )
     analysis = analyze_scene(gradient(canvas), placement)
     text = next(r for r in analysis.regions if r.name == "text_area")
-    assert text.box.intersection(grown(placement.product_box, 22)) == 0
+    assert text.box.intersection(placement.product_box.expand(22)) == 0
     assert text.box.y == 40 and text.box.w == 1000  # the band above the product is kept
 
 
@@ -197,35 +184,3 @@ async def test_stats_analyzer_runs_the_pure_function() -> None:
     assert analyzer.name == "stats"
     assert analysis == analyze_scene(scene, placement)
     assert SceneAnalysis.model_validate_json(analysis.model_dump_json()) == analysis
-
-
-# The colour helpers the analyzer and the designer share.
-
-
-def test_hex_round_trip_and_bad_input() -> None:
-    assert hex_to_rgb("#FFaa00") == (255, 170, 0) and hex_to_rgb("0af") == (0, 170, 255)
-    assert rgb_to_hex((255, 170, 0)) == "#ffaa00" and rgb_to_hex((300.0, -4, 12.6)) == "#ff000d"
-    with pytest.raises(ValueError, match="#12345"):
-        hex_to_rgb("#12345")
-    with pytest.raises(ValueError, match="zzzzzz"):
-        hex_to_rgb("#zzzzzz")
-
-
-def test_wcag_luminance_and_contrast() -> None:
-    assert relative_luminance("#ffffff") == pytest.approx(1.0)
-    assert relative_luminance((0, 0, 0)) == 0.0
-    assert relative_luminance("#777777") == pytest.approx(0.1845, abs=1e-4)
-    assert contrast("#000000", "#ffffff") == pytest.approx(21.0)
-    assert contrast("#777777", "#ffffff") == pytest.approx(4.48, abs=0.01)  # the classic just-fails grey
-    assert contrast_ratio(0.2, 0.9) == contrast_ratio(0.9, 0.2)
-    pixels = np.asarray([[[255, 255, 255], [0, 0, 0], [119, 119, 119], [255, 0, 0]]], dtype=np.uint8)
-    lum = luminance_map(pixels)
-    assert lum.dtype == np.float32 and lum.shape == (1, 4)
-    np.testing.assert_allclose(lum[0], [1.0, 0.0, 0.1845, 0.2126], atol=1e-4)
-
-
-def test_hue_helpers() -> None:
-    assert hsv("#ff0000") == pytest.approx((0.0, 1.0, 1.0))
-    assert hsv("#0000ff")[0] == pytest.approx(240.0)
-    assert hsv("#808080")[1] == 0.0
-    assert hue_distance(350.0, 10.0) == pytest.approx(20.0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agents.color import hex_to_rgb, luminance_rgb, ratio
+from kernel.color import contrast, relative_luminance
 from nodes.backends.studio import BackdropSpec, StudioBackdrop, parse_prompt, render_studio
 
 SMALL = (360, 640)  # the 9:16 story format at a third of the size: same layout, fast to test
@@ -84,12 +84,13 @@ def test_blue_words_give_a_bluish_wall(prompt: str) -> None:
 
 def test_other_colour_and_tone_words_land_on_the_wall() -> None:
     pink = _wall_rgb(_pixels("pastel pink"))
-    assert pink[0] > pink[1] + 15 and luminance_rgb(pink) > 0.4  # light and pink
+    assert pink[0] > pink[1] + 15 and relative_luminance(pink) > 0.4  # light and pink
     mint = _wall_rgb(_pixels("민트"))
     assert mint[1] > mint[0] + 20  # green leaning
     dark = _wall_rgb(_pixels("dark, moody", palette=["#f0f0f0"]))
-    assert luminance_rgb(dark) < 0.1
-    assert luminance_rgb(_wall_rgb(_pixels("검은색 배경"))) < luminance_rgb(_wall_rgb(_pixels("은색 배경")))
+    assert relative_luminance(dark) < 0.1
+    black, silver = (_wall_rgb(_pixels(p)) for p in ("검은색 배경", "은색 배경"))
+    assert relative_luminance(black) < relative_luminance(silver)
 
 
 @pytest.mark.parametrize("prompt", ["marble", "wood", "대리석 테이블", "원목", "concrete", "linen"])
@@ -136,15 +137,15 @@ def test_light_falls_off_but_grain_stays_fine() -> None:
 )
 def test_without_colour_words_the_wall_stands_apart_from_the_product(product: str) -> None:
     wall = _wall_rgb(_pixels("", palette=[product, "#000000"]))
-    assert ratio(luminance_rgb(wall), luminance_rgb(hex_to_rgb(product))) >= 2.0
+    assert contrast(wall, product) >= 2.0
 
 
 def test_a_colour_word_wins_but_is_nudged_away_from_a_product_of_the_same_colour() -> None:
     wall = _wall_rgb(_pixels("white", palette=["#ffffff"]))
-    assert ratio(luminance_rgb(wall), 1.0) >= 1.3
+    assert contrast(wall, "#ffffff") >= 1.3
     assert max(wall) - min(wall) < 20 and min(wall) > 150  # still a light neutral, as asked
     wall = _wall_rgb(_pixels("red", palette=["#c03030"]))
-    assert ratio(luminance_rgb(wall), luminance_rgb(hex_to_rgb("#c03030"))) >= 1.3
+    assert contrast(wall, "#c03030") >= 1.3
     assert wall[0] > wall[1] + 30  # still red
 
 
@@ -183,8 +184,8 @@ def test_parse_combines_english_words_and_ignores_unknown_ones() -> None:
     assert spec.floor is not None and spec.floor[0] > spec.floor[2] + 30  # warm beige cloth
 
     spec = parse_prompt("light blue wall, dark wood floor")
-    assert spec.wall is not None and spec.wall[2] > spec.wall[0] and luminance_rgb(spec.wall) > 0.4
-    assert spec.floor is not None and luminance_rgb(spec.floor) < 0.1  # dark wood, not a light one
+    assert spec.wall is not None and spec.wall[2] > spec.wall[0] and relative_luminance(spec.wall) > 0.4
+    assert spec.floor is not None and relative_luminance(spec.floor) < 0.1  # dark wood, not a light one
 
     assert parse_prompt("pastel").tones == ("pastel",)
     assert parse_prompt("quantum zebra 123 !!") == BackdropSpec()
