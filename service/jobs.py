@@ -148,7 +148,9 @@ class Jobs:
         if run_here:
             statuses = ["failed", "cancelled"] + (["running"] if _abandoned(job) else [])
             owner = self._lease(True)[0]  # type: ignore[index]
-            held = await self.store.claim_job(job.id, owner, self.settings.lease_s, statuses, **reset)
+            held = await self.store.claim(
+                owner, self.settings.lease_s, job_id=job.id, from_statuses=statuses, **reset
+            )
             if held is not None:
                 await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
                 return held

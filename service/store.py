@@ -159,40 +159,28 @@ class JobStore:
 
     # -- the queue ---------------------------------------------------------------------------------
 
-    async def claim(self, owner: str, lease_s: float) -> Job | None:
-        """Take the oldest queued job and lease it to `owner`; None if the queue is empty."""
-        now = utcnow()
-        oldest = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
-        if not self.is_sqlite:  # several workers: never hand one job to two of them
-            oldest = oldest.with_for_update(skip_locked=True)
-        async with self.sessions.begin() as s:
-            res = await s.execute(
-                update(Job)
-                .where(Job.id == oldest.scalar_subquery(), Job.status == "queued")
-                .values(
-                    status="running",
-                    lease_owner=owner,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                    attempts=Job.attempts + 1,
-                    updated_at=now,
-                )
-                .returning(Job.id)
-            )
-            job_id = res.scalar_one_or_none()
-            if job_id is None:
-                return None
-            s.add(JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now))
-        return await self.get(job_id)
-
-    async def claim_job(
-        self, job_id: str, owner: str, lease_s: float, from_statuses: Sequence[str], **values: Any
+    async def claim(
+        self,
+        owner: str,
+        lease_s: float,
+        *,
+        job_id: str | None = None,
+        from_statuses: Sequence[str] = ("queued",),
+        **values: Any,
     ) -> Job | None:
-        """Lease job `job_id` to `owner` if it is in one of `from_statuses` (a resume run in this process)."""
+        """Lease a job to `owner` and mark it running: the oldest queued one, or `job_id` if it is in one of
+        `from_statuses` (a job resumed in the process that asks); None if there is none."""
         now = utcnow()
+        target: Any = job_id
+        if job_id is None:
+            target = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+            if not self.is_sqlite:  # several workers: never hand one job to two of them
+                target = target.with_for_update(skip_locked=True)
+            target = target.scalar_subquery()
         async with self.sessions.begin() as s:
             res = await s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status.in_(from_statuses))
+                .where(Job.id == target, Job.status.in_(from_statuses))
                 .values(
                     status="running",
                     lease_owner=owner,
@@ -201,11 +189,13 @@ class JobStore:
                     updated_at=now,
                     **values,
                 )
+                .returning(Job.id)
             )
-            if res.rowcount != 1:
+            claimed = res.scalar_one_or_none()
+            if claimed is None:
                 return None
-            s.add(JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now))
-        return await self.get(job_id)
+            s.add(JobEvent(job_id=claimed, type="job_started", data={"status": "running"}, created_at=now))
+        return await self.get(claimed)
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> Job | None:
         """Extend the lease; None if this owner lost it (the job was re-queued elsewhere)."""
