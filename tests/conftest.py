@@ -1,24 +1,15 @@
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support import PHOTOS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LANGGRAPH_CLI_NO_ANALYTICS", "1")
-
-# Real shop photos from the system adgraph replaces (MIT); see data/photos/README.md.
-PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")

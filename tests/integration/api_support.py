@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import socket
 import threading
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import uvicorn
+from httpx_sse import EventSource
 from psycopg import sql
 
 from kernel.errors import AdgraphError
@@ -221,21 +221,10 @@ def error_of(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return body["error"]
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Parse a text/event-stream into {id, event, data} dicts (comments and keep-alives skipped)."""
-    ev: dict[str, Any] = {}
-    for line in lines:
-        if not line:
-            if "data" in ev:
-                ev["data"] = json.loads(ev["data"])
-                yield ev
-            ev = {}
-        elif line.startswith(":"):
-            continue
-        else:
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            ev[field] = int(value) if field == "id" else value
+def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """A text/event-stream response's events as {id, event, data} dicts (httpx-sse parses the stream)."""
+    for sse in EventSource(response).iter_sse():
+        yield {"id": int(sse.id), "event": sse.event, "data": sse.json()}
 
 
 def raw_get(port: int, target: str) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from service.running import RunResult, new_job_id, run_job
 from service.settings import Settings
 from service.wiring import open_ad_context
 from service.workflows import state_types
-
-ADGRAPH = str(Path(sys.executable).with_name("adgraph"))
 
 
 @dataclass

@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, Phase
 from PIL import Image
 
 from service.settings import Settings
-from tests.conftest import PHOTOS, png_bytes
 from tests.integration.api_support import (
     AD_NODES,
     Faults,
@@ -38,6 +37,7 @@ from tests.integration.api_support import (
     sse_events,
     wait_for,
 )
+from tests.support import PHOTOS, png_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -234,7 +234,7 @@ def test_events_stream_every_node_in_order_live_and_a_reconnect_gets_only_the_re
         events = []
         with http.stream("GET", f"/v1/jobs/{job['id']}/events") as r:
             assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            for ev in sse_events(r.iter_lines()):
+            for ev in sse_events(r):
                 events.append(ev)
                 if ev["event"] == "node_started" and ev["data"]["node"] == "background":
                     gate.open()  # the rest arrives live, while the stream is open
@@ -253,7 +253,7 @@ def test_events_stream_every_node_in_order_live_and_a_reconnect_gets_only_the_re
 
     mid = next(e["id"] for e in events if e["event"] == "node_finished" and e["data"]["name"] == "composite")
     with http.stream("GET", f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(mid)}) as r:
-        rest = list(sse_events(r.iter_lines()))
+        rest = list(sse_events(r))
     assert rest == [e for e in events if e["id"] > mid]
     # composite's checkpoint is on the record before the next node starts
     assert rest[0]["event"] == "checkpoint" and rest[0]["data"]["node"] == "composite"
@@ -264,9 +264,9 @@ def test_events_stream_every_node_in_order_live_and_a_reconnect_gets_only_the_re
         with http.stream(
             "GET", f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(seen)}, timeout=5
         ) as r:
-            assert r.status_code == 200 and list(sse_events(r.iter_lines())) == []
+            assert r.status_code == 200 and list(sse_events(r)) == []
     with http.stream("GET", f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "-1"}) as r:
-        assert list(sse_events(r.iter_lines())) == events  # not an id: from the start
+        assert list(sse_events(r)) == events  # not an id: from the start
 
 
 # -- 3. cancel -----------------------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_at_a_node_boundary_then_r
         assert http.get(f"/v1/jobs/{queued[0]}").json()["status"] == "cancelled"
         error_of(http.post(f"/v1/jobs/{queued[0]}/cancel"), 409, "JOB_NOT_CANCELLABLE")
         with http.stream("GET", f"/v1/jobs/{queued[0]}/events") as s:
-            events = list(sse_events(s.iter_lines()))
+            events = list(sse_events(s))
         assert events[-1]["event"] == "job_finished" and events[-1]["data"]["status"] == "cancelled"
 
         r = http.post(f"/v1/jobs/{running['id']}/cancel")
@@ -335,7 +335,7 @@ def test_a_failed_render_keeps_the_checkpoints_and_resume_runs_only_render(live,
     assert by_attempt(resumed, 2) == ["render"]
     assert png(http.get(resumed["result"]["ad"]["url"]).content).size == (1080, 1080)
     with http.stream("GET", f"/v1/jobs/{job['id']}/events") as s:
-        ends = [e["data"] for e in sse_events(s.iter_lines()) if e["event"] == "job_finished"]
+        ends = [e["data"] for e in sse_events(s) if e["event"] == "job_finished"]
     assert [e["status"] for e in ends] == ["failed", "succeeded"]
     assert ends[0]["error"]["code"] == "RENDER_FAILED"
 

@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from graph.state import AD_NODES
-from tests.conftest import PHOTOS
-from tests.integration.conftest import ADGRAPH
+from tests.support import ADGRAPH, PHOTOS, until
 
 pytestmark = pytest.mark.integration
 
@@ -197,6 +196,10 @@ def test_studio_serves_both_graphs_and_the_jobs_the_cli_made(tmp_path: Path, cli
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = (tmp_path / "studio.log").open("w")
+
+    def studio_log() -> str:
+        return (tmp_path / "studio.log").read_text()
+
     with (
         log,
         subprocess.Popen(
@@ -210,14 +213,11 @@ def test_studio_serves_both_graphs_and_the_jobs_the_cli_made(tmp_path: Path, cli
                     return await _inspect(client)
 
             async def _inspect(client) -> tuple[list[str], dict, int, list[str]]:
-                for _ in range(120):
-                    try:
-                        state = await client.threads.get_state(job_id)
-                        break
-                    except Exception:  # noqa: BLE001 - not up, or the job not registered yet
-                        await asyncio.sleep(0.5)
-                else:
-                    raise AssertionError((tmp_path / "studio.log").read_text()[-3000:])
+                # `adgraph studio` says so once the server is up and every job is registered with it
+                registered = lambda: server.poll() is not None or "jobs visible in Studio" in studio_log()  # noqa: E731
+                await until(registered, within=120, what="adgraph studio to register the jobs")
+                assert server.poll() is None, studio_log()[-3000:]
+                state = await client.threads.get_state(job_id)
                 assistants = await client.assistants.search(graph_id="ad")
                 graph = await client.assistants.get_graph(assistants[0]["assistant_id"])
                 history = await client.threads.get_history(job_id, limit=50)
@@ -269,7 +269,7 @@ def test_cli_jobs_are_service_jobs_and_api_jobs_are_cli_jobs(tmp_path: Path, cli
             ad = http.get(jobs[child]["result"]["ad"]["url"])
             assert ad.content == (tmp_path / "b" / "ad.png").read_bytes()
             with http.stream("GET", f"/v1/jobs/{child}/events") as r:
-                kinds = [(e["event"], e["data"].get("node")) for e in sse_events(r.iter_lines())]
+                kinds = [(e["event"], e["data"].get("node")) for e in sse_events(r)]
             assert [n for k, n in kinds if k == "node_started"] == [
                 "analyze",
                 "plan",

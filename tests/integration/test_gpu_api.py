@@ -17,8 +17,8 @@ from gpu_runtime.clip import THRESHOLDS, interpret
 from service.settings import Settings
 from service.wiring import make_models
 from service.worker_stats import publish_stats
-from tests.conftest import PHOTOS
 from tests.integration.api_support import Faults, LiveServer, error_of, sse_events, wait_for
+from tests.support import PHOTOS, until
 
 pytestmark = pytest.mark.integration
 
@@ -101,8 +101,12 @@ async def test_worker_processes_publish_their_runtime_to_system_and_metrics(http
     models = make_models(worker_settings, evaluations=False)  # as `adgraph worker` makes them
     try:
         publisher = asyncio.create_task(publish_stats(models, worker_settings, every_s=0.05))
-        await asyncio.sleep(0.2)
-        system = (await asyncio.to_thread(http.get, "/v1/system")).json()["gpu"]
+
+        async def published() -> dict | None:
+            gpu = (await asyncio.to_thread(http.get, "/v1/system")).json()["gpu"]
+            return gpu if gpu["workers"] else None
+
+        system = await until(published, 30, interval=0.05, what="the worker's first summary in /v1/system")
         assert len(system["workers"]) == 1
         worker = system["workers"][0]
         assert worker["backends"]["background"] == {
@@ -154,7 +158,7 @@ def test_a_cancel_over_http_stops_flux_mid_diffusion_and_resume_finishes_the_job
     cancelled = wait_for(http, job["id"])
     assert cancelled["status"] == "cancelled" and cancelled["result"] is None
     with http.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
-        events = list(sse_events(stream.iter_lines()))
+        events = list(sse_events(stream))
     steps = [
         e["data"]["message"] for e in events if e["event"] == "progress" and e["data"]["node"] == "background"
     ]

@@ -22,8 +22,7 @@ from service.outputs import write_result
 from service.running import new_job_id, run_job
 from service.wiring import open_ad_context
 from service.workflows import WORKFLOWS, state_types
-from tests.conftest import png_bytes
-from tests.integration.conftest import ADGRAPH
+from tests.support import ADGRAPH, png_bytes
 
 pytestmark = pytest.mark.integration
 on_session_loop = pytest.mark.asyncio(loop_scope="session")

@@ -20,8 +20,7 @@ from service.running import new_job_id, run_job
 from service.wiring import make_homepage_context
 from service.workflows import WORKFLOWS
 from service.workflows.homepage import HomepageJobInput
-from tests.conftest import PHOTOS
-from tests.integration.conftest import ADGRAPH
+from tests.support import ADGRAPH, PHOTOS
 from tests.unit.site_support import EN, KO
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from service.settings import Settings
-from tests.conftest import PHOTOS
 from tests.integration.api_support import (
     Faults,
     LiveServer,
@@ -27,6 +26,7 @@ from tests.integration.api_support import (
     sse_events,
     wait_for,
 )
+from tests.support import PHOTOS
 from tests.unit.site_support import EN, KO
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_a_homepage_job_succeeds_with_its_site_screens_and_report(http, done):
     shot = http.get(result["screen:index-mobile"]["url"])
     assert shot.headers["content-type"] == "image/png"
     with http.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
-        evs = list(sse_events(events.iter_lines()))
+        evs = list(sse_events(events))
     report = next(e["data"] for e in evs if e["event"] == "report")
     assert report["pages"] == ["index.html", "about.html", "gallery.html"]
     assert all(c["passed"] for c in report["checks"].values()) and "axe" in report["checks"]

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Literal
 
 import pytest
@@ -15,6 +14,7 @@ from pydantic import BaseModel
 
 from agents.llm import Usage, ask, open_chat_model
 from service.llm_server import EmbeddedLLMServer
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 THREADS = 1
@@ -22,19 +22,24 @@ THREADS = 1
 threads that wait on each other at every token were 2-10x slower than one."""
 
 
-def gone(pid: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie still answers kill(0); it is gone once its parent reaped it
+def exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers kill(0); it is gone once its parent reaped it
+    try:
         with open(f"/proc/{pid}/stat") as f:
-            if f.read().split(") ", 1)[1].startswith("Z"):
-                return True
-        time.sleep(0.05)
-    return False
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    try:
+        return wait_until(lambda: exited(pid), within_s, interval=0.05, what=f"process {pid} to exit")
+    except AssertionError:
+        return False
 
 
 class Layout(BaseModel):
@@ -45,7 +50,7 @@ class Layout(BaseModel):
 async def test_server_starts_answers_a_structured_question_and_stops() -> None:
     server = EmbeddedLLMServer(threads=THREADS)
     async with server:
-        assert 0 < server.startup_s < 30
+        assert server.startup_s > 0  # reported (how long is bench material, not a test's)
         usage = Usage()
         async with open_chat_model(server.config(max_tokens=64)) as chat:
             answer = await ask(
@@ -75,7 +80,7 @@ def test_server_dies_with_its_parent_even_on_kill_9(tmp_path) -> None:
         async def main():
             async with EmbeddedLLMServer() as server:
                 print(server.pid, flush=True)
-                await asyncio.sleep(600)
+                await asyncio.Event().wait()  # until killed
 
         asyncio.run(main())
         """
@@ -102,8 +107,8 @@ async def test_every_agent_answers_through_the_embedded_server() -> None:
     from agents.site_checks import code_problems
     from agents.site_schemas import SiteImage, design_problems, font_paths, plan_problems
     from nodes.backends.fonts import FontconfigCatalog
+    from tests.unit.ad_support import BRIGHT, CANVAS, COPY, TEXT_AREA, scene
     from tests.unit.site_support import EN, KO, profile
-    from tests.unit.test_agents_rules import BRIGHT, CANVAS, COPY, TEXT_AREA, scene
 
     fonts = FontconfigCatalog()
     images = [SiteImage(src="images/photo-1.png", width=800, height=600)]
@@ -170,7 +175,7 @@ def test_adgraph_homepage_with_the_embedded_llm(tmp_path) -> None:
     a valid 3-page English site comes out, and the server is gone when the command is."""
     import json
 
-    from tests.integration.conftest import ADGRAPH
+    from tests.support import ADGRAPH
     from tests.unit.site_support import EN
 
     (tmp_path / "profile.json").write_text(json.dumps(EN), encoding="utf-8")

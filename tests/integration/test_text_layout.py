@@ -8,7 +8,7 @@ import pytest
 
 from kernel.models import AdCopy
 from nodes.backends.chromium import CHROMIUM_ARGS
-from tests.unit.test_agents_rules import BRIGHT, CANVAS, COPY, DARK, MID, code_for, design_for
+from tests.unit.ad_support import BRIGHT, CANVAS, COPY, DARK, MID, code_for, design_for
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import cv2
 import numpy as np
@@ -118,8 +117,14 @@ def test_the_cutout_shows_the_photos_own_pixels(mattes, name):
 
 
 async def test_segment_runs_off_the_event_loop_and_matches_the_sync_path(segmenter, mattes):
+    """While a photo is segmented the service's event loop goes on serving (how fast is bench/ad_job.py's)."""
     photo, a = mattes["coffee"]
-    matte = await segmenter.segment(photo)
+    job = asyncio.create_task(segmenter.segment(photo))
+    served = asyncio.Event()
+    asyncio.get_running_loop().call_soon(served.set)  # queued behind the segment call's first step
+    await asyncio.wait_for(served.wait(), 60)
+    assert not job.done()  # a call that ran on the loop would have finished before the loop got here
+    matte = await job
     assert matte.mode == "L" and matte.size == photo.size
     assert np.array_equal(np.asarray(matte), a)
 
@@ -167,16 +172,3 @@ def test_a_blank_photo_has_no_product(segmenter):
         segmenter.segment_sync(Image.new("RGB", (640, 480), (245, 245, 245)))
     assert err.value.code == "INVALID_INPUT"
     assert "no product found" in err.value.message
-
-
-def test_warm_segmentation_is_interactive(segmenter, mattes):
-    photo, _ = mattes["banana"]
-    best = min(_timed(segmenter.segment_sync, photo) for _ in range(2))
-    # ~0.25-0.4 s on 2 idle cores; generous so that a busy CI machine does not flake.
-    assert best < 2.0
-
-
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -11,7 +12,8 @@ from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlann
 from agents.site_schemas import Profile
 from checkpoints.artifacts import FileArtifactStore
 from graph.homepage_context import HomepageContext
-from nodes.backends.fonts import FontconfigCatalog
+from kernel.errors import AdgraphError
+from tests.unit.fakes import FakeKoreanFonts
 
 KO = {
     "store_name": "카페 봄",
@@ -47,16 +49,29 @@ def tiny_png(width: int = 8, height: int = 6) -> bytes:
 
 
 class FakeSiteRenderer:
-    """Tiny PNGs of the right widths instead of Chromium; `violations` is what the audit reports."""
+    """Tiny PNGs of the right widths instead of Chromium; `violations` is what the audit reports; the first
+    `fail_times` renders raise `failure()` instead."""
 
-    def __init__(self, violations: dict[str, list[dict]] | None = None) -> None:
+    def __init__(
+        self,
+        violations: dict[str, list[dict]] | None = None,
+        *,
+        fail_times: int = 0,
+        failure: Callable[[], Exception] | None = None,
+    ) -> None:
         self.violations = violations or {}
         self.screenshots: list[tuple[str, str]] = []
         self.seen: dict[str, bytes] = {}
+        self.calls, self.fail_times = 0, fail_times
+        self.failure = failure or (lambda: AdgraphError("RENDER_FAILED", "injected failure"))
 
     async def render_site(
         self, files: dict[str, bytes], pages: list[str], widths: dict[str, int], *, audit: bool = False
     ) -> tuple[dict[str, dict[str, bytes]], dict[str, list[dict]]]:
+        self.calls += 1
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise self.failure()
         self.seen = dict(files)
         out: dict[str, dict[str, bytes]] = {}
         for page in pages:
@@ -69,7 +84,7 @@ class FakeSiteRenderer:
 
 
 def site_context(tmp_path, renderer: Any = None, **agents: Any) -> HomepageContext:
-    fonts = FontconfigCatalog()
+    fonts = FakeKoreanFonts()
     return HomepageContext(
         artifacts=FileArtifactStore(tmp_path / "artifacts"),
         planner=agents.get("planner", RuleSitePlanner()),

@@ -3,60 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
 
-from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
-from checkpoints.artifacts import FileArtifactStore
 from checkpoints.history import find_snapshot, history, seed_branch, thread_config
-from checkpoints.saver import serializer
-from graph.ad import INPUT_CONSUMERS, build_ad_graph
+from graph.ad import INPUT_CONSUMERS
 from graph.context import AdContext
 from graph.state import AD_NODES
 from kernel.errors import AdgraphError
 from kernel.models import AdCopy
-from nodes.backends.compose import StudioCompositor
-from nodes.backends.fonts import FontconfigCatalog
-from nodes.backends.stats import StatsAnalyzer
-from nodes.backends.studio import StudioBackdrop
 from service.running import run_job
-from service.workflows import state_types
-from tests.unit.fakes import FakeRenderer, FakeSegmenter
+from tests.unit.ad_support import ad_input
+from tests.unit.fakes import FakeRenderer
 
+# The fixtures `ctx` (the ad's context with fakes) and `graph` (in-memory checkpoints) are in conftest.py.
 STEP2 = ["analyze", "plan", "design", "code", "render"]
-
-
-@pytest.fixture
-def ctx(tmp_path) -> AdContext:
-    return AdContext(
-        artifacts=FileArtifactStore(tmp_path / "artifacts"),
-        segmenter=FakeSegmenter(),
-        backdrop=StudioBackdrop(),
-        compositor=StudioCompositor(),
-        analyzer=StatsAnalyzer(),
-        planner=RulePlanner(),
-        designer=RuleDesigner(FontconfigCatalog()),
-        developer=RuleDeveloper(),
-        renderer=FakeRenderer(),
-    )
-
-
-@pytest.fixture
-def graph():
-    return build_ad_graph(InMemorySaver(serde=serializer(state_types())))
-
-
-def ad_input(ctx: AdContext, photo, headline: str = "Fresh red bottle", **kw):
-    ref = ctx.artifacts.put_image_sync(photo)
-    base = {
-        "product_image": ref,
-        "copy": AdCopy(headline=headline, subline="New in store", cta="Buy"),
-        "background_prompt": "blue marble",
-        "size": "1080x1080",
-        "seed": 3,
-        "text_position": "auto",
-        "font": None,
-    }
-    return {**base, **kw}
 
 
 async def test_a_job_runs_every_node_in_order_and_checkpoints_after_each(graph, ctx, product_photo) -> None:

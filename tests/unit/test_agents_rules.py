@@ -7,136 +7,29 @@ from html import unescape
 
 import pytest
 
-from agents.rules import BODY_MIN_PX, HEADLINE_MIN_PX, RuleDesigner, RuleDeveloper, RulePlanner
-from agents.schemas import BlockStyle, ButtonStyle, Scrim, TextBlock, TextDesign, TextPlan
+from agents.rules import BODY_MIN_PX, HEADLINE_MIN_PX, RuleDesigner, RulePlanner
+from agents.schemas import BlockStyle, ButtonStyle, TextBlock
 from kernel.errors import AdgraphError
-from kernel.models import AdCopy, Box, FontFace, Region, SceneAnalysis
-from kernel.script import is_hangul
-
-CANVAS = (1080, 1080)
-TEXT_AREA = Box(x=49, y=49, w=982, h=410)
-PRODUCT = Box(x=300, y=500, w=480, h=520)
-
-
-# -- an independent WCAG 2.x implementation, so the tests don't grade the agents with their own helper ----
-
-
-def _lin(c: float) -> float:
-    c /= 255
-    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    assert re.fullmatch(r"#[0-9a-fA-F]{6}", hex_colour), hex_colour
-    return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
-
-
-def _lum_rgb(rgb: tuple[float, float, float]) -> float:
-    r, g, b = (_lin(c) for c in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def _lum(hex_colour: str) -> float:
-    return _lum_rgb(_rgb(hex_colour))
-
-
-def _ratio(a: float, b: float) -> float:
-    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
-
-
-def _grey(lum: float) -> float:
-    """sRGB value of the grey with that luminance (search, to stay independent of the agents' inverse)."""
-    lo, hi = 0.0, 255.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _lum_rgb((mid, mid, mid)) < lum else (lo, mid)
-    return lo
-
-
-def _worst(colour: str, band: tuple[float, float]) -> float:
-    lc = _lum(colour)
-    if band[0] <= lc <= band[1]:
-        return 1.0
-    return min(_ratio(lc, band[0]), _ratio(lc, band[1]))
-
-
-def _under_scrim(scrim: Scrim, lum: float) -> float:
-    g = _grey(lum)
-    return _lum_rgb(tuple(scrim.opacity * c + (1 - scrim.opacity) * g for c in _rgb(scrim.color)))
-
-
-# -- fakes -----------------------------------------------------------------------------------------------
-
-
-class FakeFonts:
-    """A font catalog with made-up metrics: Hangul 1 em, Latin 0.55 em, space 0.3 em; bold 6 % wider."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def faces(self) -> list[FontFace]:
-        return [
-            FontFace(family="FakeSans", style="Regular", weight=400, file="/fake/sans.ttf", hangul=True),
-            FontFace(family="FakeSans", style="Bold", weight=700, file="/fake/sans-b.ttf", hangul=True),
-            FontFace(family="FakeRound", style="Bold", weight=800, file="/fake/round-eb.ttf", hangul=True),
-            FontFace(family="LatinOnly", style="Regular", weight=400, file="/fake/latin.ttf", hangul=False),
-        ]
-
-    def text_width(self, text: str, family: str, weight: int, size: int) -> float:
-        self.calls += 1
-        em = sum(1.0 if is_hangul(ch) else 0.3 if ch == " " else 0.55 for ch in text)
-        return em * size * (1.06 if weight >= 700 else 1.0)
-
-
-def scene(
-    band: tuple[float, float], *, regions: list[Region] | None = None, product: Box = PRODUCT
-) -> SceneAnalysis:
-    if regions is None:
-        regions = [
-            Region(
-                name="text_area",
-                box=TEXT_AREA,
-                emptiness=0.9,
-                luminance=sum(band) / 2,
-                luminance_range=band,
-                color="#808080",
-            )
-        ]
-    return SceneAnalysis(
-        product_box=product,
-        regions=regions,
-        dominant="#8a5a2b",
-        accent="#2b6cd0",
-        palette=["#8a5a2b", "#2b6cd0"],
-        brightness=[[sum(band) / 2] * 4 for _ in range(4)],
-    )
-
-
-COPY = AdCopy(
-    headline="여름 한정 세일 최대 50% 할인",
-    subline="매일 아침 로스팅한 신선한 원두를 문 앞까지 배송해 드립니다",
-    cta="지금 구매하기",
+from kernel.models import AdCopy, Box, Region
+from tests.unit.ad_support import (
+    BRIGHT,
+    CANVAS,
+    COPY,
+    DARK,
+    MID,
+    PRODUCT,
+    TEXT_AREA,
+    code_for,
+    design_for,
+    lum,
+    plan_for,
+    ratio,
+    rgb,
+    scene,
+    under_scrim,
+    worst,
 )
-BRIGHT, DARK, MID = (0.78, 0.95), (0.01, 0.08), (0.12, 0.62)
-
-
-async def plan_for(
-    copy: AdCopy, analysis: SceneAnalysis, *, position: str = "top", canvas=CANVAS
-) -> TextPlan:
-    return await RulePlanner().plan(
-        copy=copy, analysis=analysis, canvas=canvas, text_position=position, text_area=TEXT_AREA
-    )
-
-
-async def design_for(
-    copy: AdCopy = COPY, band=BRIGHT, *, fonts=None, font: str | None = None, analysis=None, position="top"
-) -> tuple[TextPlan, TextDesign, SceneAnalysis]:
-    analysis = analysis or scene(band)
-    plan = await plan_for(copy, analysis, position=position)
-    design = await RuleDesigner(fonts or FakeFonts()).design(
-        plan=plan, analysis=analysis, canvas=CANVAS, font=font
-    )
-    return plan, design, analysis
+from tests.unit.fakes import FakeFonts
 
 
 def inside(outer: Box, inner: Box) -> bool:
@@ -366,15 +259,15 @@ async def test_text_reaches_4_5_to_1_on_plain_backgrounds_without_a_scrim(band) 
     for b in design.blocks:
         if b.role == "cta":
             continue
-        assert _worst(b.color, band) >= 4.5, (b.role, b.color)
-        assert b.contrast >= 4.5 and b.contrast == pytest.approx(_worst(b.color, band), abs=0.011)
+        assert worst(b.color, band) >= 4.5, (b.role, b.color)
+        assert b.contrast >= 4.5 and b.contrast == pytest.approx(worst(b.color, band), abs=0.011)
 
 
 async def test_the_headline_takes_a_tint_of_the_product_when_it_reads() -> None:
     _, design, analysis = await design_for(band=BRIGHT)
     head = design.blocks[0]
     assert head.color not in {"#ffffff", "#111111"}
-    r, g, b = _rgb(head.color)
+    r, g, b = rgb(head.color)
     assert b > r  # the accent (#2b6cd0) is blue; its dark tint stays blue
 
 
@@ -386,13 +279,13 @@ async def test_a_busy_mid_grey_region_gets_a_scrim_that_makes_4_5_to_1() -> None
     assert scrim.box.intersection(analysis.product_box) == 0 and scrim.box.inside(*CANVAS)
     for b in design.blocks:
         assert inside(scrim.box, b.box)
-    blended = sorted((_under_scrim(scrim, MID[0]), _under_scrim(scrim, MID[1])))
+    blended = sorted((under_scrim(scrim, MID[0]), under_scrim(scrim, MID[1])))
     for b in design.blocks:
         if b.role != "cta":
-            assert _worst(b.color, (blended[0], blended[1])) >= 4.5, (b.role, b.color, scrim)
+            assert worst(b.color, (blended[0], blended[1])) >= 4.5, (b.role, b.color, scrim)
             assert b.contrast >= 4.5
     # without the scrim neither white nor near-black would do
-    assert _worst("#ffffff", MID) < 4.5 and _worst("#111111", MID) < 4.5
+    assert worst("#ffffff", MID) < 4.5 and worst("#111111", MID) < 4.5
 
 
 @pytest.mark.parametrize("accent", ["#2b6cd0", "#ffd400", "#777777", "#e02020"])
@@ -403,7 +296,7 @@ async def test_the_cta_button_label_reaches_4_5_to_1(accent: str) -> None:
     button = design.button
     assert isinstance(button, ButtonStyle)
     assert cta.role == "cta" and cta.color == button.color
-    assert _ratio(_lum(button.color), _lum(button.background)) >= 4.5
+    assert ratio(lum(button.color), lum(button.background)) >= 4.5
     assert cta.contrast >= 4.5
     assert button.radius * 2 >= cta.box.h - 1  # a pill
 
@@ -417,10 +310,6 @@ async def test_design_is_fast_and_deterministic() -> None:
 
 
 # -- developer -------------------------------------------------------------------------------------------
-
-
-async def code_for(design: TextDesign, plan: TextPlan) -> str:
-    return (await RuleDeveloper().code(plan=plan, design=design, canvas=CANVAS)).html
 
 
 async def test_html_escapes_user_text_and_loads_nothing() -> None:

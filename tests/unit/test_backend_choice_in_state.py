@@ -13,7 +13,7 @@ from nodes.backends.stats import StatsAnalyzer
 from nodes.backends.studio import StudioBackdrop
 from service.running import run_job
 from service.workflows.ad import backends_of
-from tests.unit.test_ad_graph import ad_input, ctx, graph  # noqa: F401 - fixtures
+from tests.unit.ad_support import ad_input  # the fixtures `ctx` and `graph`: conftest.py
 
 
 class RestylingBackdrop:

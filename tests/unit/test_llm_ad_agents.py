@@ -10,18 +10,9 @@ from agents.llm import Usage
 from agents.llm_ad import LLMDesigner, LLMDeveloper, LLMPlanner, layer_problems
 from agents.rules import RuleDesigner, RuleDeveloper
 from kernel.models import AdCopy
+from tests.unit.ad_support import BRIGHT, CANVAS, COPY, TEXT_AREA, lum, plan_for, ratio, scene
 from tests.unit.fake_llm import bad_json, call, script, text
-from tests.unit.test_agents_rules import (
-    BRIGHT,
-    CANVAS,
-    COPY,
-    TEXT_AREA,
-    FakeFonts,
-    _lum,
-    _ratio,
-    plan_for,
-    scene,
-)
+from tests.unit.fakes import FakeFonts
 
 EN_COPY = AdCopy(
     headline="Fresh roast, every morning", subline="Beans delivered to your door", cta="Order now"
@@ -85,7 +76,7 @@ async def test_designer_uses_the_llms_font_and_button_colour_with_4_5_to_1() -> 
     assert design.button is not None and design.button.background == "#2b6cd0"
     cta = next(b for b in design.blocks if b.role == "cta")
     assert cta.color == design.button.color
-    assert _ratio(_lum(cta.color), _lum("#2b6cd0")) >= 4.5
+    assert ratio(lum(cta.color), lum("#2b6cd0")) >= 4.5
     assert usage.fallbacks == []
     # Korean copy: only fonts with Hangul were offered
     offered = chat.seen[0][1].content
@@ -192,14 +183,13 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
     from graph.ad import build_ad_graph
     from graph.context import AdContext
     from nodes.backends.compose import StudioCompositor
-    from nodes.backends.fonts import FontconfigCatalog
     from nodes.backends.stats import StatsAnalyzer
     from nodes.backends.studio import StudioBackdrop
     from service.outputs import write_result
     from service.running import run_job
     from service.workflows import WORKFLOWS, state_types
+    from tests.unit.ad_support import ad_input
     from tests.unit.fakes import FakeRenderer, FakeSegmenter
-    from tests.unit.test_ad_graph import ad_input
 
     chat = script(
         call("LayoutChoice", align="left", valign="center"),  # planner: valid
@@ -215,7 +205,7 @@ async def test_an_ad_job_with_llm_agents_reports_each_fallback(tmp_path, product
         compositor=StudioCompositor(),
         analyzer=StatsAnalyzer(),
         planner=LLMPlanner(chat, usage),
-        designer=LLMDesigner(chat, FontconfigCatalog(), usage),
+        designer=LLMDesigner(chat, FakeFonts(), usage),
         developer=LLMDeveloper(chat, usage),
         renderer=FakeRenderer(),
     )

@@ -15,9 +15,9 @@ from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlann
 from agents.site_schemas import SiteImage, design_problems, plan_problems
 from graph.homepage import build_homepage_graph
 from graph.state import HOMEPAGE_NODES
-from nodes.backends.fonts import FontconfigCatalog
 from service.running import run_job
 from tests.unit.fake_llm import bad_json, call, script, text
+from tests.unit.fakes import FakeKoreanFonts
 from tests.unit.site_support import EN, KO, profile, site_context, tiny_png
 
 IMAGES = [SiteImage(src="images/photo-1.png", width=800, height=600)]
@@ -132,7 +132,7 @@ async def rule_plan(data=KO):
 
 @pytest.mark.parametrize(("colour", "style"), [("blue", "modern"), ("#1d4f91", "classic"), ("brown", "warm")])
 async def test_designer_uses_the_llms_style_and_a_readable_brand_colour(colour: str, style: str) -> None:
-    fonts, usage = FontconfigCatalog(), Usage()
+    fonts, usage = FakeKoreanFonts(), Usage()
     plan = await rule_plan()
     chat = script(call("SiteStyle", style=style, brand_color=colour, hero="banner", button="pill"))
     design = await LLMSiteDesigner(chat, fonts, usage).design(profile=profile(KO), plan=plan, style=None)
@@ -147,7 +147,7 @@ async def test_designer_uses_the_llms_style_and_a_readable_brand_colour(colour: 
 async def test_a_pale_brand_colour_keeps_its_hue_in_a_shade_that_reads() -> None:
     from kernel.color import contrast, hls
 
-    fonts = FontconfigCatalog()
+    fonts = FakeKoreanFonts()
     plan = await rule_plan()
     chat = script(call("SiteStyle", style="warm", brand_color="#f0d2e4", hero="split", button="pill"))
     design = await LLMSiteDesigner(chat, fonts, Usage()).design(profile=profile(KO), plan=plan, style=None)
@@ -162,7 +162,7 @@ async def test_a_pale_brand_colour_keeps_its_hue_in_a_shade_that_reads() -> None
 async def test_a_style_hint_is_the_users_not_the_llms() -> None:
     plan = await rule_plan(EN)
     chat = script(call("SiteStyle", brand_color="green", hero="split", button="square"))
-    design = await LLMSiteDesigner(chat, FontconfigCatalog(), Usage()).design(
+    design = await LLMSiteDesigner(chat, FakeKoreanFonts(), Usage()).design(
         profile=profile(EN), plan=plan, style="minimal"
     )
     assert design.style == "minimal" and "Style: minimal" in chat.seen[0][1].content
@@ -179,7 +179,7 @@ async def test_a_style_hint_is_the_users_not_the_llms() -> None:
     ids=["unknown-colour", "unknown-style", "wrong-type", "missing"],
 )
 async def test_bad_design_answers_fall_back_to_the_rules_design(answer: dict, words: str) -> None:
-    fonts, usage = FontconfigCatalog(), Usage()
+    fonts, usage = FakeKoreanFonts(), Usage()
     plan = await rule_plan()
     chat = script(call("SiteStyle", **answer), call("SiteStyle", **answer))
     design = await LLMSiteDesigner(chat, fonts, usage).design(profile=profile(KO), plan=plan, style=None)
@@ -190,7 +190,7 @@ async def test_bad_design_answers_fall_back_to_the_rules_design(answer: dict, wo
 
 async def test_a_design_fallback_keeps_the_style_the_rules_would_choose() -> None:
     """Not the first style of the list: a nail salon's rule design is not the café's warm one."""
-    fonts = FontconfigCatalog()
+    fonts = FakeKoreanFonts()
     salon = profile({**KO, "store_type": "네일 살롱", "store_strength": "꼼꼼한 관리"})
     plan = await rule_plan()
     rules = await RuleSiteDesigner(fonts).design(profile=salon, plan=plan, style=None)
@@ -205,7 +205,7 @@ async def test_a_design_fallback_keeps_the_style_the_rules_would_choose() -> Non
 
 async def rule_site(data=KO):
     plan = await rule_plan(data)
-    design = await RuleSiteDesigner(FontconfigCatalog()).design(profile=profile(data), plan=plan, style=None)
+    design = await RuleSiteDesigner(FakeKoreanFonts()).design(profile=profile(data), plan=plan, style=None)
     return plan, design
 
 
@@ -272,7 +272,7 @@ async def test_bad_descriptions_fall_back_to_the_rules_code(answer: dict, words:
 async def test_a_homepage_job_with_a_hopeless_llm_still_makes_a_valid_site(tmp_path, data) -> None:
     chat = script(*[text("I am not sure.")] * 8)  # no function call, ever
     usage = Usage()
-    fonts = FontconfigCatalog()
+    fonts = FakeKoreanFonts()
     agents = {
         "planner": LLMSitePlanner(chat, usage),
         "designer": LLMSiteDesigner(chat, fonts, usage),
@@ -306,7 +306,7 @@ async def test_a_homepage_job_with_good_answers_is_the_llms_site(tmp_path) -> No
              gallery="Photos from the bakery."),
     )  # fmt: skip
     usage = Usage()
-    fonts = FontconfigCatalog()
+    fonts = FakeKoreanFonts()
     ctx = site_context(
         tmp_path,
         planner=LLMSitePlanner(chat, usage),

@@ -22,12 +22,12 @@ from agents.site_schemas import (
 from kernel.color import contrast
 from kernel.errors import AdgraphError
 from kernel.script import has_hangul
-from nodes.backends.fonts import FontconfigCatalog
 from service.jobs import parse
 from service.workflows.homepage import HomepageJobInput
+from tests.unit.fakes import FakeKoreanFonts
 from tests.unit.site_support import EN, KO, profile
 
-FONTS = FontconfigCatalog()
+FONTS = FakeKoreanFonts()
 IMAGES = [SiteImage(src=f"images/photo-{i}.jpg", width=800, height=600) for i in range(1, 7)]
 
 

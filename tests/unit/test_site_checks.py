@@ -9,7 +9,7 @@ import pytest
 from agents.site_checks import check_site, site_files
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
 from agents.site_schemas import SiteImage, font_paths
-from nodes.backends.fonts import FontconfigCatalog
+from tests.unit.fakes import FakeKoreanFonts
 from tests.unit.site_support import KO, profile
 
 IMAGES = [SiteImage(src=f"images/photo-{i}.png", width=8, height=6) for i in (1, 2, 3)]
@@ -18,7 +18,7 @@ IMAGES = [SiteImage(src=f"images/photo-{i}.png", width=8, height=6) for i in (1,
 async def _build():
     p = profile(KO)
     plan = await RuleSitePlanner().plan(profile=p, images=3, pages=None)
-    design = await RuleSiteDesigner(FontconfigCatalog()).design(profile=p, plan=plan, style=None)
+    design = await RuleSiteDesigner(FakeKoreanFonts()).design(profile=p, plan=plan, style=None)
     code = await RuleSiteDeveloper().code(profile=p, plan=plan, design=design, images=IMAGES)
     return p, design, code
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from service.db import make_engine, migrate
 from service.events import EventBus, EventTail
@@ -63,15 +64,22 @@ async def test_a_read_while_the_file_is_locked_waits_off_the_event_loop(stores) 
     holder.execute("PRAGMA locking_mode=EXCLUSIVE")
     holder.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (job_id,))
     holder.commit()
+    # The read turning to the pooled (aiosqlite) engine: its connection opens, and waits for the lock, in
+    # that connection's own thread.
+    waiting = asyncio.Event()
+
+    @event.listens_for(api.engine.sync_engine, "do_connect")
+    def _connecting(*_: Any) -> None:
+        waiting.set()
+
     try:
         read = asyncio.create_task(api.get(job_id))
-        ticks = 0
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 0.3:  # the loop keeps turning while the read waits
-            await asyncio.sleep(0.01)
-            ticks += 1
-        assert ticks >= 10
-        assert not read.done()
+        await asyncio.wait_for(waiting.wait(), 10)
+        # the loop still runs other work while the read waits: a callback scheduled now is served
+        served = asyncio.Event()
+        asyncio.get_running_loop().call_soon(served.set)
+        await asyncio.wait_for(served.wait(), 10)
+        assert not read.done()  # and the read is still waiting for the lock
     finally:
         holder.close()  # the exclusive lock goes with the connection
     job = await asyncio.wait_for(read, 10)
@@ -84,14 +92,15 @@ async def test_the_tail_wakes_a_stream_for_an_event_another_process_wrote(stores
     await worker.create(watched, "ad", {})
     await worker.create(other, "ad", {})
     bus = EventBus()
-    tail = EventTail(bus, api.latest_event_ids, interval=0.01)
+    polls = Polls(api.latest_event_ids)
+    tail = EventTail(bus, polls, interval=0.01)
     tail.start()
     try:
         wake = bus.subscribe(watched)
-        await asyncio.sleep(0.1)  # the tail has seen the job's current newest event
+        await asyncio.wait_for(wake.wait(), 10)  # the tail's first read: the job's current newest event
         wake.clear()
         await worker.add_event(other, "node_finished", {"name": "segment"})
-        await asyncio.sleep(0.1)
+        await polls.next()  # a whole read of the tail that began after that write
         assert not wake.is_set()  # another job's event wakes nobody here
         await worker.add_event(watched, "node_finished", {"name": "segment"})
         await asyncio.wait_for(wake.wait(), 2)
@@ -100,3 +109,24 @@ async def test_the_tail_wakes_a_stream_for_an_event_another_process_wrote(stores
         assert bus.jobs() == []
     finally:
         await tail.stop()
+
+
+class Polls:
+    """The tail's read of the newest event ids, which tells a test when a read that began after a given
+    moment has finished (and so the tail has acted on what it found)."""
+
+    def __init__(self, read: Callable[[list[str]], Awaitable[dict[str, int]]]) -> None:
+        self.read = read
+        self._waiting: list[asyncio.Event] = []
+
+    async def __call__(self, job_ids: list[str]) -> dict[str, int]:
+        mine, self._waiting = self._waiting, []
+        latest = await self.read(job_ids)
+        for done in mine:  # their waiters run after the tail has published what this read found
+            done.set()
+        return latest
+
+    async def next(self) -> None:
+        done = asyncio.Event()
+        self._waiting.append(done)
+        await asyncio.wait_for(done.wait(), 10)

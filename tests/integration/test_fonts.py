@@ -10,6 +10,7 @@ from PIL import ImageFont
 from kernel.errors import AdgraphError
 from nodes.backends.fonts import FontconfigCatalog, css_weight
 
+pytestmark = pytest.mark.integration  # the system's fontconfig and fonts-nanum (make system)
 NANUM = {"NanumGothic", "NanumSquare", "NanumSquareRound", "NanumBarunGothic", "NanumMyeongjo"}
 
 
