@@ -51,6 +51,25 @@ class Profile(Frozen):
             raise ValueError("text must not contain NUL (U+0000)")
         return v or None if isinstance(v, str) else v
 
+    @field_validator(
+        "store_name",
+        "store_type",
+        "budget",
+        "period",
+        "advertising_goal",
+        "target_customer",
+        "advertising_media",
+        "store_strength",
+        "location",
+    )
+    @classmethod
+    def _no_url(cls, v: str | None) -> str | None:
+        # The site's copy comes from these fields, and a site links to nothing outside itself (the
+        # no_external_urls check): refuse a web address here, not as a failed job three nodes later.
+        if v is not None and EXTERNAL_URL.search(v):
+            raise ValueError("must not contain a web address (http://…, //…, www.…): the site links nowhere")
+        return v
+
     @property
     def language(self) -> Literal["ko", "en"]:
         """Korean if any field has Hangul, else English."""

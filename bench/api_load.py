@@ -55,6 +55,7 @@ from typing import Any
 
 import httpx
 import psutil
+from httpx_sse import EventSource
 
 ROOT = Path(__file__).resolve().parents[1]
 ADGRAPH = ROOT / ".venv" / "bin" / "adgraph"
@@ -117,6 +118,9 @@ def coffee_png() -> bytes:
 
 
 _TLS: list[ssl.SSLContext] = []
+KEY: dict[str, str] = {}
+"""With --keys: the tenant key every client sends (Authorization header), and the admin key for /v1/system."""
+ADMIN: dict[str, str] = {}
 
 
 def client(url: str, connections: int, timeout: float) -> httpx.AsyncClient:
@@ -127,6 +131,7 @@ def client(url: str, connections: int, timeout: float) -> httpx.AsyncClient:
     n = connections
     return httpx.AsyncClient(
         base_url=url,
+        headers=KEY,
         timeout=timeout,
         verify=_TLS[0],
         limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=60),
@@ -286,26 +291,20 @@ async def follow(
                 stats.errors += 1
                 return None
             opened = time.time()
-            kind = data = None
-            async for line in r.aiter_lines():
+            async for sse in EventSource(r).aiter_sse():
                 received = time.time()
-                if line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data = json.loads(line[5:])
-                elif not line and kind is not None and data is not None:
-                    if on_event is not None:
-                        on_event(kind, data)
-                    if kind == "node_finished":
-                        if data["finished_at"] < opened:
-                            stats.replayed += 1
-                        else:
-                            ms = (received - data["finished_at"]) * 1000
-                            stats.delays_ms.append(ms)
-                            stats.by_node.setdefault(data["name"], []).append(ms)
-                    elif kind == "job_finished":
-                        return data["status"]
-                    kind = data = None
+                kind, data = sse.event, sse.json()
+                if on_event is not None:
+                    on_event(kind, data)
+                if kind == "node_finished":
+                    if data["finished_at"] < opened:
+                        stats.replayed += 1
+                    else:
+                        ms = (received - data["finished_at"]) * 1000
+                        stats.delays_ms.append(ms)
+                        stats.by_node.setdefault(data["name"], []).append(ms)
+                elif kind == "job_finished":
+                    return data["status"]
     except httpx.HTTPError:
         stats.errors += 1
     return None
@@ -332,7 +331,7 @@ async def wait_idle(client: httpx.AsyncClient, within: float = 30.0) -> None:
     """Until the server runs no job (a cancelled one stops at its next node boundary)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        system = (await client.get("/v1/system")).json()
+        system = (await client.get("/v1/system", headers=ADMIN)).json()
         if system["jobs"]["running"] == 0:
             return
         await asyncio.sleep(0.1)
@@ -473,7 +472,10 @@ async def poll_load(url: str, clients: int, seconds: float, interval: float, max
     return out
 
 
-def pollers_process(url: str, clients: int, seconds: float, interval: float, max_each: int) -> dict[str, Any]:
+def pollers_process(
+    url: str, clients: int, seconds: float, interval: float, max_each: int, key: dict[str, str]
+) -> dict[str, Any]:
+    KEY.update(key)  # a spawned process: the key comes with the call
     c0 = time.process_time()
     out = asyncio.run(poll_load(url, clients, seconds, interval, max_each))
     out["cpu_s"] = time.process_time() - c0
@@ -558,7 +560,7 @@ class Bench:
         r = await self.http.post("/v1/artifacts", files={"file": ("coffee.png", photo, "image/png")})
         r.raise_for_status()
         self.photo_id = r.json()["id"]
-        system = (await self.http.get("/v1/system")).json()
+        system = (await self.http.get("/v1/system", headers=ADMIN)).json()
         self.workers = system["max_concurrent_jobs"]
         print(
             f"server: {self.url}, database {system['database']}, max_concurrent_jobs {self.workers}; "
@@ -584,7 +586,7 @@ class Bench:
         loop = asyncio.get_running_loop()
         with CpuMeter(self.pid) as cpu:
             res = await loop.run_in_executor(
-                self.pool, pollers_process, self.url, a.clients, a.poll_seconds, interval, a.max_polls
+                self.pool, pollers_process, self.url, a.clients, a.poll_seconds, interval, a.max_polls, KEY
             )
         if with_jobs:
             await feeder.stop()
@@ -638,7 +640,7 @@ class Bench:
             f"\n3. submission: {a.submissions} x POST /v1/jobs, {a.submit_concurrency} at a time "
             f"(the runner starts on them meanwhile)"
         )
-        before = (await self.http.get("/v1/system")).json()["jobs"]
+        before = (await self.http.get("/v1/system", headers=ADMIN)).json()["jobs"]
         with CpuMeter(self.pid) as cpu:
             res = await submit_burst(self.url, self.photo_id, a.submissions, a.submit_concurrency)
         accepted = res["accepted"]
@@ -650,7 +652,7 @@ class Bench:
         )
         print(f"  POST latency {dist(res['latencies_ms'])}")
         print(f"  {cpu.line()}")
-        after = (await self.http.get("/v1/system")).json()["jobs"]
+        after = (await self.http.get("/v1/system", headers=ADMIN)).json()["jobs"]
         t0 = time.perf_counter()
         found = await listed(self.http, set(accepted))
         checks = [
@@ -691,6 +693,21 @@ async def run(url: str, args: argparse.Namespace, server: Server | None) -> dict
             return b.out
 
 
+def make_keys(data_dir: Path) -> None:
+    """A tenant key (no rate limit to speak of) and an admin key, made by `adgraph keys create`."""
+    env = {**os.environ, "ADGRAPH_DATA_DIR": str(data_dir)}
+    for target, args in ((KEY, ["--scope", "submit,read"]), (ADMIN, ["--scope", "admin"])):
+        made = subprocess.run(
+            [str(ADGRAPH), "keys", "create", "--tenant", "bench", "--rate", "10000000/minute", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        target["Authorization"] = f"Bearer {json.loads(made.stdout)['key']}"
+    print("auth on: every request sends a tenant key (admin key for /v1/system)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -704,6 +721,11 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, help="POST /v1/jobs count (default 1500, quick 300)")
     parser.add_argument("--submit-concurrency", type=int, default=32)
     parser.add_argument("--sse-jobs", type=int, help="fresh jobs followed for SSE delay (default 6, quick 2)")
+    parser.add_argument(
+        "--keys",
+        action="store_true",
+        help="make API keys first (a tenant key for all traffic, an admin key for /v1/system): auth on",
+    )
     args = parser.parse_args()
     args.poll_seconds = args.poll_seconds or (5.0 if args.quick else 20.0)
     args.submissions = args.submissions or (300 if args.quick else 1500)
@@ -719,6 +741,8 @@ def main() -> int:
             url = args.url.rstrip("/")
         else:
             server = Server()
+            if args.keys:
+                make_keys(server.data_dir)
             print(f"starting adgraph serve on 127.0.0.1:{server.port}, data in {server.data_dir}")
             print(f"server answers /healthz after {server.start():.1f} s")
             url = server.url

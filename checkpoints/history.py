@@ -30,17 +30,6 @@ class CheckpointInfo:
     parent_id: str | None
     next: tuple[str, ...]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "step": self.step,
-            "node": self.node,
-            "source": self.source,
-            "created_at": self.created_at,
-            "parent_id": self.parent_id,
-            "next": list(self.next),
-        }
-
 
 def thread_config(job_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
     configurable = {"thread_id": job_id}
@@ -74,14 +63,6 @@ def describe(snapshot: StateSnapshot, order: Sequence[str]) -> CheckpointInfo:
         parent_id=parent,
         next=snapshot.next,
     )
-
-
-async def history(graph: CompiledStateGraph, job_id: str, order: Sequence[str]) -> list[CheckpointInfo]:
-    """The job's checkpoints, oldest first. Raises JOB_NOT_FOUND for a thread with none."""
-    snaps = [s async for s in graph.aget_state_history(thread_config(job_id))]
-    if not snaps:
-        raise AdgraphError("JOB_NOT_FOUND", f"no job {job_id!r} in the checkpoint database")
-    return [describe(s, order) for s in reversed(snaps)]
 
 
 async def find_snapshot(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # code -> HTTP status. The codes are part of the public contract: never rename one.
@@ -13,10 +14,20 @@ ERROR_STATUS: dict[str, int] = {
     "JOB_NOT_FOUND": 404,
     "CHECKPOINT_NOT_FOUND": 404,
     "ARTIFACT_NOT_FOUND": 404,
+    "RANGE_NOT_SATISFIABLE": 416,
     "JOB_NOT_RESUMABLE": 409,
     "JOB_NOT_CANCELLABLE": 409,
+    "JOB_NOT_DELETABLE": 409,
     "NOT_FOUND": 404,
+    "UNAUTHENTICATED": 401,
+    "FORBIDDEN": 403,
+    "RATE_LIMITED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "QUEUE_FULL": 503,
     "METHOD_NOT_ALLOWED": 405,
+    "INVALID_HOST": 400,
+    "REQUEST_TIMEOUT": 408,
+    "HEADERS_TOO_LARGE": 431,
     "MODEL_UNAVAILABLE": 503,
     "GPU_OUT_OF_MEMORY": 507,
     "RENDER_FAILED": 500,
@@ -46,6 +57,34 @@ class AdgraphError(Exception):
 
     def __reduce__(self):  # keep code and details when pickled across processes
         return (_rebuild, (self.code, self.message, self.details))
+
+
+# A file system path in a message: absolute ("/srv/data/…", "~/…"), "./…" or "../…", or relative with two or
+# more slashes ("data/artifacts/ab/cd.zip"); never the API's own routes, a URL's path or a MIME type.
+_PATH = re.compile(
+    r"(?<![\w.:/~-])(?:~?/(?!v1/|healthz|readyz|metrics)|\.{1,2}/|[\w.-]+/(?=[\w.-]+/))"
+    r"[^\s'\"`<>|;,()\[\]{}]+"
+)
+
+
+def without_paths(text: str) -> str:
+    """`text` with every file system path in it replaced by "<path>": what a server says to its clients
+    never shows where it keeps its files (a job's error, an HTTP error body)."""
+    return _PATH.sub("<path>", text)
+
+
+def public(error: AdgraphError) -> dict[str, Any]:
+    """`error.to_dict()` with the paths taken out of its message and its text details."""
+    details = {k: _clean(v) for k, v in error.details.items()}
+    return {"code": error.code, "message": without_paths(error.message), "details": details}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return without_paths(value)
+    if isinstance(value, list):
+        return [without_paths(v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def _rebuild(code: str, message: str, details: dict[str, Any]) -> AdgraphError:

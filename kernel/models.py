@@ -188,3 +188,24 @@ class FontCatalog(Protocol):
     def text_width(self, text: str, family: str, weight: int, size: int) -> float:
         """Advance width in pixels of `text` set in that face at `size` px."""
         ...
+
+
+def artifact_refs(value: object) -> list[ArtifactRef]:
+    """Every `ArtifactRef` inside a state value (models, dicts, lists), in order, each once."""
+    found: dict[str, ArtifactRef] = {}
+
+    def walk(v: object) -> None:
+        if isinstance(v, ArtifactRef):
+            found.setdefault(v.id, v)
+        elif isinstance(v, BaseModel):
+            for item in v.__dict__.values():
+                walk(item)
+        elif isinstance(v, dict):
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+
+    walk(value)
+    return list(found.values())

@@ -39,3 +39,18 @@ def has_final_consonant(syllable: str) -> bool:
     if len(syllable) != 1 or not is_syllable(syllable):
         raise ValueError(f"not one Hangul syllable: {syllable!r}")
     return (ord(syllable) - SYLLABLES[0]) % _FINALS != 0
+
+
+PICTOGRAPH_RANGES: tuple[tuple[int, int], ...] = (
+    (0x1F000, 0x1FAFF),  # emoji: faces, symbols and pictographs, transport, flags (regional indicators), …
+    (0x2300, 0x23FF),  # ⌚ ⏰ and other technical symbols
+    (0x2600, 0x27BF),  # ☀ ❤ ✨ and the other miscellaneous symbols and dingbats
+    (0x2B00, 0x2BFF),  # ⭐ ⬛
+)
+"""Code point ranges (inclusive) of emoji and other pictographs: characters a text font rarely has."""
+_PICTOGRAPH = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in PICTOGRAPH_RANGES) + "]")
+
+
+def pictographs(text: str) -> list[str]:
+    """The distinct emoji and pictographs in `text`, in order of appearance."""
+    return list(dict.fromkeys(_PICTOGRAPH.findall(text)))

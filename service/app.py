@@ -8,7 +8,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.api import artifacts, errors, evaluations, jobs, meta
+from service import observability
+from service.api import artifacts, errors, evaluations, http_safety, jobs, meta
 from service.jobs import open_service
 from service.settings import Settings
 
@@ -33,9 +34,15 @@ def create_app(settings: Settings | None = None, *, components: Any = None, run_
         version="0.1.0",
         lifespan=lifespan,
         description="AI ad creatives and small-business homepages as checkpointed LangGraph jobs.",
+        # one URL per resource: /v1/jobs/ is 404, not a redirect built from the request's Host header
+        redirect_slashes=False,
     )
     errors.install(app)
     for router in (artifacts.router, jobs.router, meta.router, evaluations.router):
         app.include_router(router)
     app.add_middleware(artifacts.UploadLimit, limit=settings.max_upload_bytes)
+    # request ids around everything, a span per request when tracing is on: before http_safety, whose
+    # wrapper of the stack would hide Starlette's own from OpenTelemetry's (it wraps that one, or nothing)
+    observability.instrument(app)
+    http_safety.install(app, settings)  # security headers, trusted hosts, CORS, body timeout
     return app

@@ -36,6 +36,8 @@ models_app = typer.Typer(
     help="The GPU models on this machine and the backend each node gets.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(help="API keys: who may use the server, as which tenant.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the job's files and result.json.")]
 AgentsOpt = Annotated[
@@ -56,6 +58,13 @@ def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> None:
         typer.echo(f"error: {e.code}: {e.message}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+def _local() -> Any:
+    """The caller CLI commands act as: the machine's administrator (they work on the database itself)."""
+    from service.accounts import LOCAL
+
+    return LOCAL
 
 
 def _settings(agents: str | None = None) -> Settings:
@@ -168,11 +177,15 @@ def ad(
         }
         from service.jobs import parse
 
-        parse(AdOptions, options)  # bad copy or options: refused before anything is opened
+        parse(AdOptions, options)  # bad copy or options: refused before anything is opened or started
+        if font:  # so is a font that is not installed (submit checks it again, for every door)
+            from nodes.backends.fonts import FontconfigCatalog
+
+            FontconfigCatalog().resolve(font)
         data = await asyncio.to_thread(_read_photo, product, settings, "product")
         async with _service(settings) as jobs:
-            photo = await jobs.upload(data, str(product))
-            job = await jobs.submit("ad", {"product_image": photo.id, **options}, run_here=True)
+            photo = await jobs.upload(_local(), data, str(product))
+            job = await jobs.submit(_local(), "ad", {"product_image": photo.id, **options}, run_here=True)
             _say(f"job {job.id}")
             return await _run_and_write(jobs, job, out)
 
@@ -218,8 +231,8 @@ def homepage(
             if not _ARTIFACT_ID.match(item)
         }
         async with _service(settings) as jobs:
-            ids = [(await jobs.upload(files[i], i)).id if i in files else i for i in images]
-            job = await jobs.submit("homepage", {**fields, "images": ids}, run_here=True)
+            ids = [(await jobs.upload(_local(), files[i], i)).id if i in files else i for i in images]
+            job = await jobs.submit(_local(), "homepage", {**fields, "images": ids}, run_here=True)
             _say(f"homepage job {job.id}")
             return await _run_and_write(jobs, job, out)
 
@@ -264,7 +277,8 @@ def jobs_list(
         from service.schemas import JobPage
 
         async with _service(run_jobs=False) as jobs:
-            _print(JobPage.of(await jobs.list(status=status, workflow=workflow, limit=limit, cursor=cursor)))
+            page = await jobs.list(_local(), status=status, workflow=workflow, limit=limit, cursor=cursor)
+            _print(JobPage.of(page))
         return 0
 
     _run(main)
@@ -273,7 +287,12 @@ def jobs_list(
 @jobs_app.command("show")
 def jobs_show(
     job_id: str,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write a finished job's files here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Also write its files and result.json here (nodes: every run's, all attempts)."
+        ),
+    ] = None,
 ) -> None:
     """One job as JSON like GET /v1/jobs/{id}: status, progress, nodes, results, error, parent."""
 
@@ -283,16 +302,35 @@ def jobs_show(
         from service.schemas import JobOut
 
         async with _service(run_jobs=False) as jobs:
-            job = await jobs.get(job_id)
+            job = await jobs.get(_local(), job_id)
             _print(JobOut.of(job))
             if out is not None:
-                wf, values = await jobs.final_state(job.id)
-                result = RunResult(job_id=job.id, status=job.status, values=values, nodes=job.nodes or [])
+                wf, values = await jobs.final_state(_local(), job.id)
+                checkpoints = await jobs.checkpoints(_local(), job.id)
+                result = RunResult(
+                    job_id=job.id,
+                    status=job.status,
+                    values=values,
+                    nodes=[{k: n[k] for k in ("name", "status", "seconds")} for n in job.nodes or []],
+                    checkpoints=[
+                        {"id": c.info.id, "step": c.info.step, "node": c.info.node} for c in checkpoints
+                    ],
+                    error=_error_of(job.error),
+                    parent={"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
+                    if job.parent_job_id
+                    else None,
+                )
                 await asyncio.to_thread(write_result, wf, result, jobs.components.artifacts, out)
                 _say(f"files in {out}/")
         return 0
 
     _run(main)
+
+
+def _error_of(stored: dict[str, Any] | None) -> AdgraphError | None:
+    if not stored:
+        return None
+    return AdgraphError(stored["code"], stored["message"], **(stored.get("details") or {}))
 
 
 @jobs_app.command("checkpoints")
@@ -303,8 +341,23 @@ def jobs_checkpoints(job_id: str) -> None:
         from service.schemas import CheckpointOut
 
         async with _service(run_jobs=False) as jobs:
-            rows = [CheckpointOut.of(cp).model_dump(mode="json") for cp in await jobs.checkpoints(job_id)]
+            found = await jobs.checkpoints(_local(), job_id)
+            rows = [CheckpointOut.of(cp).model_dump(mode="json") for cp in found]
         typer.echo(json.dumps(rows, indent=2))
+        return 0
+
+    _run(main)
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: str) -> None:
+    """Delete a finished job (like DELETE /v1/jobs/{id}): its checkpoints, events, row and the files only
+    it used; a queued or running one is JOB_NOT_DELETABLE (cancel it first)."""
+
+    async def main() -> int:
+        async with _service(run_jobs=False) as jobs:
+            await jobs.delete(_local(), job_id)
+        _say(f"job {job_id} deleted")
         return 0
 
     _run(main)
@@ -316,7 +369,7 @@ def jobs_resume(job_id: str, out: OutOpt, agents: AgentsOpt = None) -> None:
 
     async def main() -> int:
         async with _service(_settings(agents)) as jobs:
-            job = await jobs.resume(job_id, run_here=True)
+            job = await jobs.resume(_local(), job_id, run_here=True)
             return await _run_and_write(jobs, job, out)
 
     _run(main)
@@ -353,12 +406,85 @@ def jobs_branch(
             "font": font,
             "style": style,
         }
+        changes = {k: v for k, v in changes.items() if v is not None}  # an option not given changes nothing
         async with _service(_settings(agents)) as jobs:
             job = await jobs.branch(
-                job_id, checkpoint_id=from_checkpoint, from_node=from_node, changes=changes, run_here=True
+                _local(),
+                job_id,
+                checkpoint_id=from_checkpoint,
+                from_node=from_node,
+                changes=changes,
+                run_here=True,
             )
             _say(f"job {job.id} branched from {job.parent_job_id} at {job.parent_checkpoint_id}")
             return await _run_and_write(jobs, job, out)
+
+    _run(main)
+
+
+# -- keys ------------------------------------------------------------------------------------------------
+
+
+def _key_row(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "tenant": row.tenant,
+        "scopes": row.scopes,
+        "rate": row.rate,
+        "max_running": row.max_running,
+        "created_at": row.created_at.isoformat(),
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[
+        str, typer.Option(help="Whose jobs and files the key reaches (letters, digits, . _ -).")
+    ],
+    scope: Annotated[str, typer.Option(help="Comma-separated: read, submit, admin.")] = "submit,read",
+    rate: Annotated[
+        str | None, typer.Option(help="Requests allowed, e.g. 60/minute (default: the server's).")
+    ] = (None),
+    max_running: Annotated[
+        int | None, typer.Option(help="Jobs queued or running at once (default: no limit).")
+    ] = (None),
+) -> None:
+    """Make an API key and print it once (only its HMAC digest is stored). Once any key exists, the server
+    refuses requests without one."""
+
+    async def main() -> int:
+        async with _service(run_jobs=False) as jobs:
+            scopes = [s for s in scope.split(",") if s.strip()]
+            key, row = await jobs.accounts.create(tenant, scopes, rate=rate, max_running=max_running)
+        typer.echo(json.dumps({"key": key, **_key_row(row)}, indent=2))
+        _say("keep the key now: it is not shown again")
+        return 0
+
+    _run(main)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, tenant, scopes, limits, when made and revoked (never the key itself)."""
+
+    async def main() -> int:
+        async with _service(run_jobs=False) as jobs:
+            rows = [_key_row(r) for r in await jobs.accounts.list()]
+        typer.echo(json.dumps(rows, indent=2))
+        return 0
+
+    _run(main)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id (`adgraph keys list`); servers refuse it within two seconds."""
+
+    async def main() -> int:
+        async with _service(run_jobs=False) as jobs:
+            typer.echo(json.dumps(_key_row(await jobs.accounts.revoke(key_id)), indent=2))
+        return 0
 
     _run(main)
 
@@ -384,13 +510,25 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.observability import configure_logging
     from service.processes import child_preexec, parse_cpu_list
 
     settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)  # uvicorn's lines too (log_config=None below)
     if workers > 1 and settings.database.startswith("sqlite"):
         raise typer.BadParameter(
             "SQLite takes one worker process; use ADGRAPH_DATABASE_URL=postgresql://… for more"
         )
+    from service.accounts import startup_check
+
+    try:
+        warning = asyncio.run(startup_check(settings, host))
+    except AdgraphError as e:
+        typer.echo(f"error: {e.code}: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    if warning:
+        banner = "!" * 100
+        typer.echo(f"{banner}\nadgraph: {warning}\n{banner}", err=True)
     cpus = parse_cpu_list(settings.worker_cpus) if settings.worker_cpus else None
     # Workers on one GPU share its memory: each gets an equal part unless the budget or share is set.
     env = {"ADGRAPH_GPU_PROCESSES": str(max(workers, 1)), **os.environ}
@@ -405,12 +543,24 @@ def serve(
     # Handing the GIL over every 1 ms instead of 5 keeps the event loop responsive next to any job threads,
     # and freezing the start-up heap keeps it out of the collector's full passes (one took ~200 ms).
     sys.setswitchinterval(0.001)
+    from service.api import http_safety
+
+    if settings.trusted_hosts is None:  # the Host names clients may use: loopback ones and this address
+        settings.trusted_hosts = http_safety.default_trusted_hosts(host)
+    _say(f"answering for Host {', '.join(settings.trusted_hosts)} (ADGRAPH_TRUSTED_HOSTS)")
     api = create_app(settings, run_jobs=workers == 0)
     gc.collect()
     gc.freeze()
     try:
         uvicorn.run(
-            api, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=30
+            api,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,
+            access_log=access_log,
+            timeout_graceful_shutdown=30,
+            **http_safety.uvicorn_options(settings),  # keep-alive, header and connection limits
         )
     finally:
         for proc in procs:
@@ -425,12 +575,12 @@ def serve(
 @app.command()
 def worker() -> None:
     """Run queued jobs from the database until stopped (`adgraph serve` starts one for you)."""
-    import logging
+    from service.observability import configure_logging
+    from service.worker import run_worker
 
-    from service.runner import run_worker
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run_worker(_settings()))
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run_worker(settings))
 
 
 @app.command()
@@ -444,6 +594,9 @@ def submit(
     seed: Annotated[int, typer.Option()] = 0,
     restyle: Annotated[float | None, typer.Option(help="FLUX img2img strength (see `adgraph ad`).")] = None,
     url: Annotated[str, typer.Option(help="The adgraph server.")] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str | None, typer.Option(envvar="ADGRAPH_API_KEY", help="An API key (default: $ADGRAPH_API_KEY).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job's events until it ends.")] = True,
     out: Annotated[Path | None, typer.Option(help="Download the results here.")] = None,
 ) -> None:
@@ -451,7 +604,8 @@ def submit(
     import httpx
     from httpx_sse import connect_sse
 
-    with httpx.Client(base_url=url, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
         up = http.post("/v1/artifacts", files={"file": (product.name, product.read_bytes())})
         if up.status_code != 201:
             typer.echo(up.text)
@@ -572,12 +726,12 @@ async def _register_jobs(url: str, settings: Settings, timeout_s: float = 60.0) 
             await asyncio.sleep(0.5)
     threads: dict[str, str] = {}
     async with _service(settings, run_jobs=False) as jobs:
-        page = await jobs.list(limit=200)
+        page = await jobs.list(_local(), limit=200)
         while True:
             threads.update({job.id: job.workflow for job in page.jobs})
             if page.next_cursor is None:
                 break
-            page = await jobs.list(limit=200, cursor=page.next_cursor)
+            page = await jobs.list(_local(), limit=200, cursor=page.next_cursor)
     async with get_client(url=url) as client:
         for thread_id, graph_id in threads.items():
             await client.threads.create(thread_id=thread_id, graph_id=graph_id, if_exists="do_nothing")

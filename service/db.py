@@ -10,7 +10,18 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, TypeDecorator, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    event,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -57,8 +68,16 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tenant: Mapped[str] = mapped_column(String(64), default="local")
+    """Whose job it is: only that tenant (and an admin key) sees it."""
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The API key that made it (None: the CLI, or before keys existed); its running-job quota counts it."""
 
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_tenant_created", "tenant", "created_at"),
+        Index("ix_jobs_key_status", "key_id", "status"),
+    )
 
 
 class JobEvent(Base):
@@ -83,6 +102,62 @@ class NodeTiming(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_node_timings_wf_node", "workflow", "node", "id"),)
+
+
+class ApiKey(Base):
+    """A key a client sends (Authorization: Bearer …, or x-api-key); only its HMAC digest is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    scopes: Mapped[list[Any]] = mapped_column(JSON)
+    rate: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """Requests allowed per window, in the `limits` notation ("60/minute"); None: the server's default."""
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Jobs of this key queued or running at once; None: no quota."""
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ArtifactOwner(Base):
+    """A tenant that may see an artifact: it uploaded it, or one of its jobs made or used it. Identical
+    bytes from two tenants are one file on disk and two rows here."""
+
+    __tablename__ = "artifact_owners"
+
+    artifact_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the tenant last uploaded these bytes itself (None: it sees them only through its jobs). An
+    upload outlives the jobs that used it; ADGRAPH_ARTIFACT_TTL_DAYS counts from here."""
+
+
+class JobArtifact(Base):
+    """A file a job's state refers to (its input, what its nodes made, what a branch was seeded with):
+    deleting the job deletes the files no other job and no upload holds."""
+
+    __tablename__ = "job_artifacts"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class IdempotentResponse(Base):
+    """The first answer to a request sent with an Idempotency-Key, replayed for a repeat (24 h)."""
+
+    __tablename__ = "idempotent_responses"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 def async_url(url: str) -> str:

@@ -11,12 +11,15 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import hashlib
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
 
@@ -24,18 +27,29 @@ from checkpoints.history import CheckpointInfo, describe, find_snapshot, seed_br
 from checkpoints.ingest import store_photo
 from checkpoints.saver import open_checkpointer
 from kernel.errors import AdgraphError
-from kernel.models import ArtifactRef
-from service.db import Job, JobEvent, make_engine, migrate
+from kernel.models import ArtifactRef, artifact_refs
+from service.accounts import Accounts, Caller, RateLimiter
+from service.db import IdempotentResponse, Job, JobEvent, make_engine, migrate
 from service.events import EventBus, EventTail
-from service.runner import JobRunner, RemoteRunner, orphaned
+from service.runner import JobRunner, RemoteRunner
 from service.running import Listener, RunResult, new_job_id
 from service.settings import Settings
 from service.store import JobStore, check_job_id
 from service.wiring import Components, open_components
 from service.workflows import WORKFLOWS, Tools, Workflow, get_workflow, state_types
 
+IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+"""How long the first answer to a request with an Idempotency-Key is replayed."""
 STREAM_LOOK_S = 1.0
 """How often a follower reads its job's events with no wake-up (should the `EventTail` fail)."""
+FINISHED = ("succeeded", "failed", "cancelled")
+"""The jobs that may be deleted (a queued or running one is cancelled first)."""
+SWEEP_BATCH = 200
+RECENT_WRITE_S = 3600.0
+"""A file unreferenced by the sweep's reckoning but written within this is kept: a running job may have
+made the same bytes and not recorded them yet."""
+
+log = logging.getLogger("adgraph.retention")
 
 
 def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
@@ -43,12 +57,24 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = [f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()]
-        raise AdgraphError(
-            "INVALID_INPUT",
-            "; ".join(problems),
-            fields=[".".join(map(str, err["loc"])) for err in e.errors()],
-        ) from None
+        raise invalid_input(e.errors()) from None
+
+
+MAX_PROBLEMS = 20
+"""An error names at most this many bad fields (60,000 unknown keys must not make a 3 MB answer)."""
+
+
+def invalid_input(errors: Sequence[Mapping[str, Any]]) -> AdgraphError:
+    """One INVALID_INPUT for pydantic's `errors`, naming the first MAX_PROBLEMS bad fields (each cut to
+    a readable length) and counting the rest."""
+    fields = [".".join(map(str, err["loc"]))[:100] or "input" for err in errors]
+    problems = [f"{f}: {err['msg']}"[:300] for f, err in zip(fields, errors, strict=True)]
+    more = len(errors) - MAX_PROBLEMS
+    message = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more problems" if more > 0 else "")
+    details: dict[str, Any] = {"fields": fields[:MAX_PROBLEMS]}
+    if more > 0:
+        details["more_fields"] = more
+    return AdgraphError("INVALID_INPUT", message, **details)
 
 
 @dataclass(frozen=True)
@@ -78,6 +104,34 @@ class Jobs:
     ) -> None:
         self.settings, self.store, self.graphs = settings, store, graphs
         self.components, self.runner, self.bus = components, runner, bus
+        self.accounts = Accounts(store, settings)
+        self.limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
+
+    # -- callers -------------------------------------------------------------------------------------
+
+    async def authenticate(self, key: str | None) -> Caller:
+        """The caller a request with `key` acts as, counted against its key's rate (UNAUTHENTICATED,
+        RATE_LIMITED). Every door that takes requests from the network starts here."""
+        caller = await self.accounts.authenticate(key)
+        await self.limiter.hit(caller)
+        return caller
+
+    async def _job(self, caller: Caller, job_id: str, scope: str) -> Job:
+        """The job, if `caller` may see it and has `scope`; another tenant's job is JOB_NOT_FOUND, exactly
+        like one that does not exist (no existence oracle)."""
+        caller.require(scope)
+        job = await self.store.get(job_id)
+        if not caller.sees(job.tenant):
+            raise AdgraphError("JOB_NOT_FOUND", f"no job {job.id}")
+        return job
+
+    async def artifact(self, caller: Caller, artifact_id: str) -> ArtifactRef:
+        """A stored file `caller` may see (it uploaded it, or one of its jobs made or used it)."""
+        caller.require("read")
+        ref = await asyncio.to_thread(self.components.artifacts.find, artifact_id)
+        if not caller.admin and not await self.store.sees_artifact(caller.tenant, ref.id):
+            raise AdgraphError("ARTIFACT_NOT_FOUND", f"no artifact {ref.id}")
+        return ref
 
     # -- input ---------------------------------------------------------------------------------------
 
@@ -87,48 +141,124 @@ class Jobs:
         wf = get_workflow(workflow)
         return wf, wf.prepare(parse(wf.input_model, raw), self.components)
 
-    async def upload(self, data: bytes, name: str = "upload") -> ArtifactRef:
-        """Store an image (checked first: INVALID_IMAGE / IMAGE_TOO_LARGE); the same bytes, the same id."""
-        return await asyncio.to_thread(
+    async def upload(self, caller: Caller, data: bytes, name: str = "upload") -> ArtifactRef:
+        """Store an image (checked first: INVALID_IMAGE / IMAGE_TOO_LARGE); the same bytes, the same id.
+        Only `caller`'s tenant sees it, even if another uploaded the same bytes."""
+        caller.require("submit")
+        ref = await asyncio.to_thread(
             store_photo,
             self.components.artifacts,
             data,
             max_pixels=self.settings.max_image_pixels,
             name=name,
         )
+        await self.store.grant(caller.tenant, [ref], uploaded=True)  # kept after the jobs that use it
+        return ref
+
+    async def once(
+        self,
+        caller: Caller,
+        route: str,
+        key: str | None,
+        request: Any,
+        answer: Callable[[], Awaitable[tuple[int, Any]]],
+    ) -> tuple[int, Any]:
+        """`answer()` → (status, JSON body), unless the same caller sent this `key` for `route` in the last
+        24 h: then the first (status, body) again, and nothing is done twice. The same key with another
+        request is INVALID_INPUT (a client bug that would otherwise pass silently)."""
+        if key is None:
+            return await answer()
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise AdgraphError("INVALID_INPUT", "Idempotency-Key must be 1-255 printable characters")
+        owner = caller.key_id or "-"
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        since = dt.datetime.now(dt.UTC) - IDEMPOTENCY_WINDOW
+        first = await self.store.first_response(owner, route, key, since)
+        if first is None:
+            status, body = await answer()
+            row = IdempotentResponse(
+                key_id=owner,
+                route=route,
+                idempotency_key=key,
+                request_hash=digest,
+                status_code=status,
+                body=body,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+            if await self.store.keep_response(row, expired_before=since):
+                return status, body
+            first = await self.store.first_response(owner, route, key, since)
+            assert first is not None
+        if first.request_hash != digest:
+            raise AdgraphError(
+                "INVALID_INPUT",
+                "this Idempotency-Key was used with a different request in the last 24 h; use a new key",
+            )
+        return first.status_code, first.body
 
     # -- jobs ----------------------------------------------------------------------------------------
 
-    async def submit(self, workflow: str, raw: dict[str, Any], *, run_here: bool = False) -> Job:
+    async def submit(
+        self, caller: Caller, workflow: str, raw: dict[str, Any], *, run_here: bool = False
+    ) -> Job:
         """Queue a job; with `run_here`, hold it for this process to `run` (the CLI). Its input is checked
-        first: a job that exists can run."""
+        first — a job that exists can run — and so are the key's quota and the queue's depth."""
+        caller.require("submit")
         wf, opts = await asyncio.to_thread(self.check, workflow, raw)
+        inputs = [(await self.artifact(caller, artifact_id)).id for artifact_id in wf.artifacts_of(opts)]
+        if caller.max_running is not None and caller.key_id is not None:
+            active = await self.store.active_of_key(caller.key_id)
+            if active >= caller.max_running:
+                raise AdgraphError(
+                    "QUOTA_EXCEEDED",
+                    f"this key has {active} jobs queued or running, its limit; submit again when one ends",
+                    max_running=caller.max_running,
+                    retry_after=5,
+                )
+        if not run_here and await self.store.queued() >= self.settings.max_queue:
+            raise AdgraphError(
+                "QUEUE_FULL",
+                f"{self.settings.max_queue} jobs are waiting (ADGRAPH_MAX_QUEUE); try again shortly",
+                retry_after=30,
+            )
         job = await self.store.create(
-            new_job_id(), wf.name, opts.model_dump(mode="json"), lease=self._lease(run_here)
+            new_job_id(),
+            wf.name,
+            opts.model_dump(mode="json"),
+            lease=self._lease(run_here),
+            tenant=caller.tenant,
+            key_id=caller.key_id,
+            artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
         )
         self.runner.wake()
         return job
 
-    async def get(self, job_id: str) -> Job:
-        return await self.store.get(job_id)
+    async def get(self, caller: Caller, job_id: str) -> Job:
+        return await self._job(caller, job_id, "read")
 
     async def list(
         self,
+        caller: Caller,
         *,
         status: str | None = None,
         workflow: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> JobPage:
-        """Newest first; pass `next_cursor` back for older pages."""
+        """The caller's tenant's jobs (every tenant's for admin), newest first; pass `next_cursor` back for
+        older pages."""
+        caller.require("read")
         before = _decode_cursor(cursor) if cursor else None
-        jobs = await self.store.list(status=status, workflow=workflow, limit=limit + 1, before=before)
+        tenant = None if caller.admin else caller.tenant
+        jobs = await self.store.list(
+            status=status, workflow=workflow, limit=limit + 1, before=before, tenant=tenant
+        )
         nxt = _encode_cursor(jobs[limit - 1]) if len(jobs) > limit else None
         return JobPage(jobs[:limit], nxt)
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, caller: Caller, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one at its next node boundary (or diffusion step)."""
-        job = await self.store.get(job_id)
+        job = await self._job(caller, job_id, "submit")
         if await self.store.transition(job.id, ["queued"], status="cancelled"):
             await self.runner.emit(job.id, "job_finished", {"status": "cancelled"})
         elif await self.store.transition(job.id, ["running"], cancel_requested=True):
@@ -140,32 +270,33 @@ class Jobs:
             )
         return await self.store.get(job.id)
 
-    async def resume(self, job_id: str, *, run_here: bool = False) -> Job:
-        """Continue a failed or cancelled job (or one whose process died) from its last checkpoint; nodes
-        that finished do not run again."""
-        job = await self.store.get(job_id)
+    async def resume(self, caller: Caller, job_id: str, *, run_here: bool = False) -> Job:
+        """Continue a failed or cancelled job, or one whose runner is gone (killed, its lease lapsed), from
+        its last checkpoint; nodes that finished do not run again. With `run_here` this process runs it."""
+        job = await self._job(caller, job_id, "submit")
         reset = {"error": None, "cancel_requested": False}
+        resumable = ["failed", "cancelled"]
         if run_here:
-            statuses = ["failed", "cancelled"] + (["running"] if _abandoned(job) else [])
             owner = self._lease(True)[0]  # type: ignore[index]
             held = await self.store.claim(
-                owner, self.settings.lease_s, job_id=job.id, from_statuses=statuses, **reset
+                owner, self.settings.lease_s, job_id=job.id, from_statuses=resumable, or_stale=True, **reset
             )
-            if held is not None:
-                await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
+            if held is not None:  # its `job_started` event says it runs again
                 return held
-        elif await self.store.transition(job.id, ["failed", "cancelled"], status="queued", **reset):
+        elif await self.store.transition(job.id, resumable, or_stale=True, status="queued", **reset):
             await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
             self.runner.wake()
             return await self.store.get(job.id)
         raise AdgraphError(
             "JOB_NOT_RESUMABLE",
-            f"job {job.id} is {job.status}; only failed or cancelled jobs can be resumed"
+            f"job {job.id} is {job.status}; only failed or cancelled jobs (or a running one whose runner is "
+            "gone) can be resumed"
             + (" (branch a finished one instead)" if job.status == "succeeded" else ""),
         )
 
     async def branch(
         self,
+        caller: Caller,
         job_id: str,
         *,
         checkpoint_id: str | None = None,
@@ -174,12 +305,13 @@ class Jobs:
         run_here: bool = False,
     ) -> Job:
         """A new job from one of this job's checkpoints (by id, or the one after `from_node`) with some
-        inputs changed (`None` leaves a value as it was); this job is untouched. A change the checkpoint
-        has already used (a new prompt after `background` ran) is refused, naming where to branch from."""
-        job = await self.store.get(job_id)
+        inputs changed; this job is untouched. A change the checkpoint
+        has already used (a new prompt after `background` ran) is refused, naming where to branch from.
+        The new job belongs to the source job's tenant."""
+        job = await self._job(caller, job_id, "submit")
         wf = WORKFLOWS[job.workflow]
         graph = self.graphs[wf.name]
-        source = await find_snapshot(graph, job.id, wf.nodes, checkpoint_id=checkpoint_id, node=from_node)
+        source = await _snapshot(graph, job, wf, checkpoint_id=checkpoint_id, node=from_node)
         opts, overrides = await asyncio.to_thread(branch_input, wf, source, changes or {}, self.components)
         new_id = new_job_id()
         from_checkpoint = source.config["configurable"]["checkpoint_id"]
@@ -191,9 +323,84 @@ class Jobs:
             opts.model_dump(mode="json"),
             parent=(job.id, from_checkpoint),
             lease=self._lease(run_here),
+            tenant=job.tenant,
+            key_id=caller.key_id,
+            # the files of the state it starts from are its own: deleting its parent keeps them
+            artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
         )
         self.runner.wake()
         return child
+
+    async def delete(self, caller: Caller, job_id: str) -> None:
+        """Remove a finished job: its checkpoints, events and row, and its files that no other job of its
+        tenant refers to and that the tenant did not upload itself (a file nobody holds any more leaves the
+        disk). Jobs branched from it keep theirs. A queued or running job is JOB_NOT_DELETABLE."""
+        job = await self._job(caller, job_id, "submit")
+        await self._delete(job)
+
+    async def _delete(self, job: Job) -> int:
+        """`delete` without the caller's checks; how many files left the disk."""
+        artifact_ids = await self.store.delete_job(job.id, FINISHED)
+        if artifact_ids is None:
+            current = await self.store.get(job.id)  # JOB_NOT_FOUND if deleted meanwhile
+            raise AdgraphError(
+                "JOB_NOT_DELETABLE",
+                f"job {job.id} is {current.status}; cancel it first (only finished jobs can be deleted)",
+                status=current.status,
+            )
+        saver = self.graphs[job.workflow].checkpointer
+        assert isinstance(saver, BaseCheckpointSaver)
+        await saver.adelete_thread(job.id)
+        _, files = await self.store.release(tenant=job.tenant, artifact_ids=artifact_ids)
+        # a file written again after the job ended is kept: a running job made the same bytes
+        return await self._remove_files(files, job.updated_at.timestamp())
+
+    async def _remove_files(self, artifact_ids: Sequence[str], unless_written_after: float) -> int:
+        store = self.components.artifacts
+
+        def remove() -> int:
+            return sum(store.delete_sync(a, unless_written_after=unless_written_after) for a in artifact_ids)
+
+        return await asyncio.to_thread(remove) if artifact_ids else 0
+
+    async def sweep(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """Delete what has outlived its TTL: finished jobs unchanged for ADGRAPH_JOB_TTL_DAYS (as `delete`
+        does), and uploads older than ADGRAPH_ARTIFACT_TTL_DAYS that no job of their tenant refers to.
+        Counts: jobs deleted, artifacts released (a tenant's hold on a file), files removed from disk."""
+        now = now or dt.datetime.now(dt.UTC)
+        counts = {"jobs": 0, "artifacts": 0, "files": 0}
+        if self.settings.job_ttl_days is not None:
+            cutoff = now - dt.timedelta(days=self.settings.job_ttl_days)
+            while batch := await self.store.finished_before(cutoff, FINISHED, SWEEP_BATCH):
+                for job in batch:
+                    try:
+                        counts["files"] += await self._delete(job)
+                    except AdgraphError:  # resumed or deleted meanwhile
+                        continue
+                    counts["jobs"] += 1
+                if len(batch) < SWEEP_BATCH:
+                    break
+        ttl = self.settings.artifact_ttl_days
+        uploaded_before = now - dt.timedelta(days=ttl) if ttl is not None else None
+        while True:  # expired uploads; and any tenant's hold on a file none of its jobs refers to
+            dropped, files = await self.store.release(uploaded_before=uploaded_before, limit=SWEEP_BATCH)
+            counts["artifacts"] += dropped
+            counts["files"] += await self._remove_files(files, now.timestamp() - RECENT_WRITE_S)
+            if not dropped:
+                break
+        return counts
+
+    async def sweep_every(self, interval_s: float) -> None:
+        """`sweep` now and every `interval_s` until cancelled (a worker's task); a failed pass is logged and
+        tried again at the next."""
+        while True:
+            try:
+                counts = await self.sweep()
+                if any(counts.values()):
+                    log.info("retention sweep: %s", counts)
+            except Exception:
+                log.exception("retention sweep failed")
+            await asyncio.sleep(interval_s)
 
     async def run(self, job: Job, observe: Listener | None = None) -> RunResult:
         """Run a job this process holds (from `submit`, `resume` or `branch` with `run_here`) to its end."""
@@ -203,30 +410,30 @@ class Jobs:
 
     # -- what a job made -----------------------------------------------------------------------------
 
-    async def checkpoints(self, job_id: str) -> list[Checkpoint]:
+    async def checkpoints(self, caller: Caller, job_id: str) -> list[Checkpoint]:
         """Oldest first, each with the node that wrote it and, where that node made an image, a preview."""
-        job = await self.store.get(job_id)
+        job = await self._job(caller, job_id, "read")
         wf = WORKFLOWS[job.workflow]
         snaps = [s async for s in self.graphs[wf.name].aget_state_history(thread_config(job.id))]
         return [_checkpoint(wf, s) for s in reversed(snaps)]
 
-    async def checkpoint(self, job_id: str, checkpoint_id: str) -> Checkpoint:
+    async def checkpoint(self, caller: Caller, job_id: str, checkpoint_id: str) -> Checkpoint:
         """One checkpoint with the state as it was there (images as artifact references)."""
-        job = await self.store.get(job_id)
+        job = await self._job(caller, job_id, "read")
         wf = WORKFLOWS[job.workflow]
-        snap = await find_snapshot(self.graphs[wf.name], job.id, wf.nodes, checkpoint_id=checkpoint_id)
+        snap = await _snapshot(self.graphs[wf.name], job, wf, checkpoint_id=checkpoint_id)
         return _checkpoint(wf, snap, with_values=True)
 
-    async def final_state(self, job_id: str) -> tuple[Workflow, dict[str, Any]]:
+    async def final_state(self, caller: Caller, job_id: str) -> tuple[Workflow, dict[str, Any]]:
         """A job's workflow and its newest state (what result files are written from)."""
-        job = await self.store.get(job_id)
+        job = await self._job(caller, job_id, "read")
         wf = WORKFLOWS[job.workflow]
         snap = await self.graphs[wf.name].aget_state(thread_config(job.id))
         return wf, dict(snap.values)
 
-    async def events(self, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
+    async def events(self, caller: Caller, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
         """The job's events after id `after`, then each new one as it is written, until the job finishes."""
-        job = await self.store.get(job_id)
+        job = await self._job(caller, job_id, "read")
         wake = self.bus.subscribe(job.id)  # subscribe first, then replay: nothing falls in between
         try:
             last, finished = after, False
@@ -263,9 +470,9 @@ class Jobs:
 def branch_input(
     wf: Workflow, source: Any, changes: dict[str, Any], tools: Tools
 ) -> tuple[BaseModel, dict[str, Any]]:
-    """A branch's validated input (the source checkpoint's, with `changes`; `None` leaves a value as it
-    was) and the state keys it changes there (blocking: file lookups)."""
-    changes = {k: v for k, v in changes.items() if v is not None}
+    """A branch's validated input (the source checkpoint's, with `changes`: a field left out keeps its
+    value, `None` clears one that may be empty) and the state keys it changes there (blocking: file
+    lookups)."""
     if unknown := sorted(set(changes) - set(wf.branch_fields)):
         raise AdgraphError(
             "INVALID_INPUT",
@@ -277,13 +484,29 @@ def branch_input(
         raise AdgraphError("INVALID_INPUT", "that checkpoint is before any node ran: start a new job instead")
     opts = wf.prepare(parse(wf.input_model, {**wf.input_of(source.values), **changes}), tools)
     state = wf.graph_input(opts, tools)
-    return opts, {k: v for k, v in state.items() if source.values.get(k) != v}
+    overrides = {k: v for k, v in state.items() if source.values.get(k) != v}
+    if not overrides:  # it would only run the same nodes again on the same input
+        raise AdgraphError(
+            "INVALID_INPUT",
+            f"nothing to change: the input is the same as at that checkpoint; change one of "
+            f"{', '.join(wf.branch_fields)}",
+            fields=list(wf.branch_fields),
+        )
+    return opts, overrides
 
 
-def _abandoned(job: Job) -> bool:
-    """A job marked running whose process is gone (its lease ran out, or its owner died on this machine)."""
-    expired = job.lease_expires_at is None or job.lease_expires_at < dt.datetime.now(dt.UTC)
-    return job.status == "running" and (expired or orphaned(job.lease_owner or ""))
+async def _snapshot(graph: CompiledStateGraph, job: Job, wf: Workflow, **where: Any) -> Any:
+    """`find_snapshot` of a job that exists: one that has not run yet has no checkpoint (not "no job")."""
+    try:
+        return await find_snapshot(graph, job.id, wf.nodes, **where)
+    except AdgraphError as e:
+        if e.code != "JOB_NOT_FOUND":
+            raise
+        raise AdgraphError(
+            "CHECKPOINT_NOT_FOUND",
+            f"job {job.id} has no checkpoint yet: it is {job.status} and none of its nodes has run",
+            status=job.status,
+        ) from None
 
 
 def _checkpoint(wf: Workflow, snap: Any, *, with_values: bool = False) -> Checkpoint:
@@ -360,4 +583,14 @@ async def open_service(
         if worker and isinstance(runner, JobRunner):
             await runner.start()
             stack.push_async_callback(runner.stop)
-        yield Jobs(settings, store, graphs, parts, runner, bus)
+        service = Jobs(settings, store, graphs, parts, runner, bus)
+        if worker and run_jobs and (settings.job_ttl_days or settings.artifact_ttl_days):
+            sweeper = asyncio.create_task(service.sweep_every(settings.sweep_interval_s), name="sweeper")
+            stack.push_async_callback(_stop, sweeper)
+        yield service
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -13,18 +13,19 @@ import contextlib
 import datetime as dt
 import inspect
 import logging
-import os
 import time
-import uuid
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
 from checkpoints.history import thread_config, written_by
-from kernel.errors import AdgraphError
+from kernel.errors import AdgraphError, public
+from kernel.models import artifact_refs
 from service.db import Job
 from service.events import EventBus
+from service.observability import job_trace
+from service.owners import new_owner, orphaned
 from service.running import Listener, RunResult, run_job
 from service.store import JobStore
 from service.workflows import Tools, Workflow
@@ -32,7 +33,29 @@ from service.workflows import Tools, Workflow
 log = logging.getLogger("adgraph.runner")
 
 
-class JobRunner:
+class RemoteRunner:
+    """The API process's side when jobs run in worker processes (`adgraph worker`): the database is the
+    only channel — workers poll the queue and the cancel flag, the app's `EventTail` reads the events
+    table for its streams. `JobRunner` adds running them here."""
+
+    def __init__(self, store: JobStore, bus: EventBus) -> None:
+        self.store, self.bus = store, bus
+
+    def wake(self) -> None:
+        """Workers look for queued jobs on their own (every `idle_poll_s`)."""
+
+    def cancel_running(self, job_id: str) -> bool:
+        """The worker running it sees `cancel_requested` within half a second."""
+        return False
+
+    async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
+        await self.store.add_event(job_id, type_, data)
+        self.bus.publish(job_id)
+
+
+class JobRunner(RemoteRunner):
+    """Runs jobs in this process: queued ones it claims (a worker), or ones it holds already (the CLI)."""
+
     def __init__(
         self,
         store: JobStore,
@@ -53,7 +76,7 @@ class JobRunner:
         self.lease_s = lease_s
         self.idle_poll_s = idle_poll_s
         """How often an idle worker looks for work when no in-process API wakes it."""
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = new_owner()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._controls: dict[str, RunControl] = {}
@@ -127,11 +150,7 @@ class JobRunner:
         timing: tuple[str, str, float] | None = None,
     ) -> None:
         """An event and the job row's new `values` (and a node's timing) in one transaction."""
-        await self.store.progress(job_id, values, type_, data, timing)
-        self.bus.publish(job_id)
-
-    async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        await self.store.add_event(job_id, type_, data)
+        await self.store.progress(job_id, values, type_, data, timing, owner=self.owner)
         self.bus.publish(job_id)
 
     async def run_claimed(self, job: Job, observe: Listener | None = None) -> RunResult:
@@ -168,7 +187,9 @@ class JobRunner:
             for n in nodes:
                 if n["status"] == "running":
                     n["status"] = "succeeded" if n["name"] in done else "interrupted"
-            await self.store.update(job.id, progress=progress.snapshot("running"), nodes=nodes)
+            await self.store.update(
+                job.id, owner=self.owner, progress=progress.snapshot("running"), nodes=nodes
+            )
             await self.emit(
                 job.id, "job_running", {"attempt": job.attempts, "resumed": bool(snapshot.values)}
             )
@@ -178,17 +199,19 @@ class JobRunner:
             if job.parent_job_id:
                 parent = {"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
                 config["metadata"] = {"parent": parent}
-            result = await run_job(
-                graph,
-                ctx,
-                job.id,
-                graph_input,
-                config=config,
-                listener=record,
-                control=control,
-                order=wf.nodes,
-            )
-            await self._settle(job, result, progress)
+            with job_trace(job.id, job.workflow, job.attempts, job.tenant) as trace:  # logs and spans
+                result = await run_job(
+                    graph,
+                    ctx,
+                    job.id,
+                    graph_input,
+                    config=config,
+                    listener=trace.listen(record),
+                    control=control,
+                    order=wf.nodes,
+                )
+                trace.end(result.status, result.error, result.drained)
+                await self._settle(job, result, progress)
             return result
         finally:
             heartbeat.cancel()
@@ -212,10 +235,9 @@ class JobRunner:
         elif result.drained == "cancel":
             await self._finish(job.id, "cancelled", progress=progress.snapshot("cancelled"))
         elif result.drained:  # shutdown or lease lost: someone continues it from its checkpoint
-            await self.store.transition(
-                job.id, ["running"], status="queued", lease_owner=None, lease_expires_at=None
-            )
-            await self.emit(job.id, "job_requeued", {"reason": result.drained})
+            back = {"status": "queued", "lease_owner": None, "lease_expires_at": None}
+            if await self.store.update(job.id, owner=self.owner, **back):
+                await self.emit(job.id, "job_requeued", {"reason": result.drained})
         else:
             await self._finish(job.id, "failed", error=result.error, progress=progress.snapshot("failed"))
 
@@ -237,10 +259,12 @@ class JobRunner:
         if result is not None:
             values["result"] = result
         if error is not None:
-            values["error"] = {"code": error.code, "message": error.message, "details": error.details}
+            values["error"] = public(error)  # read by every client: no server path in it
         if progress is not None:
             values["progress"] = progress
-        await self.store.update(job_id, **values)
+        if not await self.store.update(job_id, owner=self.owner, **values):
+            log.warning("job %s: lease lost before it finished here; its new runner finishes it", job_id)
+            return
         await self.emit(
             job_id, "job_finished", {"status": status, **({"error": values["error"]} if error else {})}
         )
@@ -275,6 +299,8 @@ class _JobRecord:
         self, runner: JobRunner, job: Job, progress: _Progress, nodes: list[dict], observe: Listener | None
     ) -> None:
         self.runner, self.job, self.progress, self.nodes, self.observe = runner, job, progress, nodes, observe
+        self.recorded: set[str] = set()
+        """Artifacts already granted and recorded for this job in this run (each is written once)."""
 
     async def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if self.observe is not None and inspect.isawaitable(seen := self.observe(kind, data)):
@@ -283,6 +309,11 @@ class _JobRecord:
             await self._started(data["node"])
         elif kind == "node_finished":
             await self._finished(data)
+        elif kind == "values":  # the job's tenant may see every file its state refers to, kept for the job
+            refs = [r for r in artifact_refs(data) if r.id not in self.recorded]
+            if refs:
+                await self.runner.store.grant(self.job.tenant, refs, job_id=self.job.id)
+                self.recorded.update(r.id for r in refs)
         elif kind == "checkpoint":
             await self.runner.record(self.job.id, {"active_checkpoint_id": data["id"]}, "checkpoint", data)
         elif kind == "progress":  # inside a node: a diffusion step, an agent's call
@@ -315,21 +346,6 @@ class _JobRecord:
         event = {**data, "finished_at": finished_at, "progress": snap}
         values = {"progress": snap, "nodes": self.nodes}
         await self.runner.record(self.job.id, values, "node_finished", event, timing)
-
-
-def orphaned(owner: str) -> bool:
-    """Whether a lease `owner` ("host:pid:token") was a process of this machine that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != os.uname().nodename or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, someone else's
-        return False
-    return False
 
 
 class _Progress:
@@ -371,45 +387,3 @@ class _Progress:
             "message": message or "",
             "eta_seconds": 0.0 if done else round(remaining, 2),
         }
-
-
-class RemoteRunner:
-    """The API process's side when jobs run in worker processes (`adgraph worker`): the database is the
-    only channel — workers poll the queue and the cancel flag, the app's `EventTail` reads the events
-    table for its streams."""
-
-    def __init__(self, store: JobStore, bus: EventBus) -> None:
-        self.store, self.bus = store, bus
-
-    def wake(self) -> None:
-        """Workers look for queued jobs on their own (every `idle_poll_s`)."""
-
-    def cancel_running(self, job_id: str) -> bool:
-        """The worker running it sees `cancel_requested` within half a second."""
-        return False
-
-    async def emit(self, job_id: str, type_: str, data: dict[str, Any]) -> None:
-        await self.store.add_event(job_id, type_, data)
-        self.bus.publish(job_id)
-
-
-async def run_worker(settings: Any) -> None:
-    """`adgraph worker`: run queued jobs until SIGTERM/SIGINT, then stop at the next node boundary."""
-    import signal
-
-    from service.jobs import open_service
-    from service.worker_stats import publish_stats
-
-    async with open_service(settings, evaluations=False, worker=True, idle_poll_s=0.2) as jobs:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("worker %s running up to %d jobs", jobs.runner.owner, settings.max_concurrent_jobs)
-        publisher = asyncio.create_task(publish_stats(jobs.components.models, settings))  # for /v1/system
-        try:
-            await stop.wait()
-        finally:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher

@@ -96,6 +96,7 @@ async def run_job(
                 await emit(event["type"], event)
             elif mode == "values":
                 result.values = dict(data)
+                await emit("values", result.values)
             elif mode == "checkpoints":
                 cp = {
                     "id": data["config"]["configurable"]["checkpoint_id"],

@@ -14,8 +14,14 @@ class ErrorBody(BaseModel):
     details: dict[str, Any] = {}
 
 
+class ApiErrorBody(ErrorBody):
+    request_id: str | None = Field(
+        None, description="The request's X-Request-ID, to quote when reporting it."
+    )
+
+
 class ErrorResponse(BaseModel):
-    error: ErrorBody
+    error: ApiErrorBody
 
 
 class ArtifactOut(BaseModel):

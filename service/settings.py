@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?")
+_HOST = re.compile(r"\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+
+
+def _comma_list(value: object) -> object:
+    """`a, b` from the environment as ["a", "b"]; lists (from code) as they are."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -45,6 +65,94 @@ class Settings(BaseSettings):
     )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
+
+    # -- HTTP: what browsers and slow or hostile clients may do (service/api/http_safety.py) ----------------
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], comma-separated) whose web pages may call the API; "
+        "empty: CORS off. Never '*'.",
+    )
+    trusted_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Host header values answered (comma-separated, no port; '*.example.com', or '*' only "
+        "behind a proxy that checks Host); unset: localhost, 127.0.0.1, ::1 and the `serve --host` address "
+        "(on 0.0.0.0 or ::, this machine's names and addresses).",
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Connections at once (each SSE stream holds one); past it requests get 503."
+    )
+    keep_alive_s: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request line and headers must arrive within this (408); a silent new connection is "
+        "closed.",
+    )
+    max_header_bytes: int = Field(
+        64 * 2**10, ge=4096, description="Longer request line and headers: 431 HEADERS_TOO_LARGE."
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="Longest pause in a request body, and the grace before body_min_rate (408)."
+    )
+    body_min_rate: float = Field(
+        1024.0, gt=0, description="Bytes/s a request body must average after its first body_timeout_s (408)."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        value = _comma_list(value)
+        if isinstance(value, list):
+            value = [str(v).lower() for v in value]
+            for origin in value:
+                if not _ORIGIN.fullmatch(origin):
+                    raise ValueError(f"{origin!r}: an origin is http(s)://host[:port], no path and no '*'")
+        return value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        value = _comma_list(value)
+        if isinstance(value, list):
+            if not value:
+                return None
+            value = [str(v).lower().removeprefix("[").removesuffix("]") for v in value]
+            for host in value:
+                if not (_HOST.fullmatch(host) or _is_ipv6(host)):
+                    raise ValueError(f"{host!r}: a host name or address without port, '*.domain' or '*'")
+        return value
+
+    auth: Literal["auto", "required", "open"] = Field(
+        "auto",
+        description="auto: requests need an API key once any key exists (before that the server is open, "
+        "and only on a loopback address); required: always; open: never (say so only on a trusted network).",
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for API-key digests; unset: a random one kept in data_dir/secret.key. "
+        "Servers sharing a database must share it.",
+    )
+    rate_limit: str | None = Field(
+        "600/minute", description="Requests per key unless its own --rate says otherwise (limits notation)."
+    )
+    rate_limit_storage: str = Field(
+        "memory://", description="Where request counts live: memory:// (per process) or redis://HOST:PORT."
+    )
+    max_queue: int = Field(10_000, ge=1, description="Queued jobs past which submissions get QUEUE_FULL.")
+    job_ttl_days: float | None = Field(
+        None,
+        gt=0,
+        description="Finished jobs (succeeded, failed, cancelled) unchanged this long are deleted with "
+        "their checkpoints, events and the files no other job or upload holds; unset: kept forever.",
+    )
+    artifact_ttl_days: float | None = Field(
+        None,
+        gt=0,
+        description="Uploads no job of their tenant refers to are deleted this long after; unset: kept.",
+    )
+    sweep_interval_s: float = Field(
+        3600.0, gt=0, description="How often a worker deletes what the two TTLs say (when either is set)."
+    )
     agents: Literal["rules", "llm"] = Field(
         "rules", description="Who plans, designs and codes: the rules, or an LLM with the rules as fallback."
     )
@@ -64,6 +172,10 @@ class Settings(BaseSettings):
         "that wait on each other at every token made a 3-page site slower and spikier (docs/benchmarks.md).",
     )
     llm_start_timeout_s: float = Field(60.0, gt=0, description="Start-up limit of the embedded server.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`adgraph serve`/`worker` log lines: a JSON object each, or text for a terminal."
+    )
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error|critical)$")
 
     # -- GPU models: local weights only; `adgraph models list` shows what is found and what auto picks ----
     models_dir: Path | None = Field(

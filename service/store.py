@@ -8,15 +8,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, and_, bindparam, create_engine, func, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, Row, Select, and_, bindparam, create_engine, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from kernel.errors import AdgraphError
-from service.db import Job, JobEvent, NodeTiming, utcnow
+from service.db import ArtifactOwner, IdempotentResponse, Job, JobArtifact, JobEvent, NodeTiming, utcnow
+from service.owners import orphaned
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 _JOB_BY_ID = select(Job.__table__).where(Job.id == bindparam("job_id"))
 
 
@@ -33,7 +35,8 @@ class JobStore:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._reader = _sqlite_reader(engine) if self.is_sqlite else None
-        self._pending: list[tuple[Job, JobEvent, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Job, list[Any], asyncio.Future[None]]] = []
+        """Jobs waiting for the next group commit, with their first events and artifact references."""
         self._flushing = False
 
     def close(self) -> None:
@@ -66,9 +69,13 @@ class JobStore:
         *,
         parent: tuple[str, str] | None = None,
         lease: tuple[str, float] | None = None,
+        tenant: str = "local",
+        key_id: str | None = None,
+        artifact_ids: Sequence[str] = (),
     ) -> Job:
         """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
-        creating process runs itself, like the CLI's: no worker can take it first)."""
+        creating process runs itself, like the CLI's: no worker can take it first). `artifact_ids`: files
+        it refers to before it runs (its input, a branch's seeded state), recorded with it (see `grant`)."""
         now = utcnow()
         job = Job(
             id=job_id,
@@ -85,10 +92,18 @@ class JobStore:
             parent_checkpoint_id=parent[1] if parent else None,
             lease_owner=lease[0] if lease else None,
             lease_expires_at=now + dt.timedelta(seconds=lease[1]) if lease else None,
+            tenant=tenant,
+            key_id=key_id,
         )
-        event = JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
+        events: list[Any] = [
+            JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
+        ]
+        if lease:  # taken at once by the process that made it
+            started = JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now)
+            events.append(started)
+        events += [JobArtifact(job_id=job_id, artifact_id=a) for a in dict.fromkeys(artifact_ids)]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((job, event, done))
+        self._pending.append((job, events, done))
         if not self._flushing:
             self._flushing = True
             asyncio.create_task(self._flush_creates())
@@ -106,7 +121,7 @@ class JobStore:
                 batch, self._pending = self._pending, []
                 try:
                     async with self.sessions.begin() as s:
-                        s.add_all([obj for job, event, _ in batch for obj in (job, event)])
+                        s.add_all([obj for job, events, _ in batch for obj in (job, *events)])
                 except Exception as e:
                     for _, _, done in batch:
                         if not done.done():
@@ -128,9 +143,18 @@ class JobStore:
         return Job(**rows[0]._mapping)
 
     async def list(
-        self, *, status: str | None, workflow: str | None, limit: int, before: tuple[dt.datetime, str] | None
+        self,
+        *,
+        status: str | None,
+        workflow: str | None,
+        limit: int,
+        before: tuple[dt.datetime, str] | None,
+        tenant: str | None = None,
     ) -> list[Job]:
+        """Newest first; only `tenant`'s jobs unless it is None."""
         q = select(Job)
+        if tenant is not None:
+            q = q.where(Job.tenant == tenant)
         if status:
             q = q.where(Job.status == status)
         if workflow:
@@ -143,19 +167,41 @@ class JobStore:
         async with self.sessions() as s:
             return list((await s.scalars(q)).all())
 
-    async def update(self, job_id: str, **values: Any) -> None:
+    async def update(self, job_id: str, *, owner: str | None = None, **values: Any) -> bool:
+        """Set `values`; with `owner`, only while that runner still holds the job's lease (a runner that
+        lost it must not overwrite the one that took over). True if the row was written."""
+        cond = [Job.id == job_id] + ([Job.lease_owner == owner] if owner is not None else [])
         async with self.sessions.begin() as s:
-            await s.execute(update(Job).where(Job.id == job_id).values(**values, updated_at=utcnow()))
+            res = await s.execute(update(Job).where(*cond).values(**values, updated_at=utcnow()))
+        return res.rowcount == 1
 
-    async def transition(self, job_id: str, from_statuses: Sequence[str], **values: Any) -> bool:
-        """Set `values` only if the job is in one of `from_statuses`; True if it was."""
+    async def transition(
+        self, job_id: str, from_statuses: Sequence[str], *, or_stale: bool = False, **values: Any
+    ) -> bool:
+        """Set `values` only if the job is in one of `from_statuses` (or, with `or_stale`, running for a
+        runner that is gone: see `stale`); True if it was."""
+        cond = Job.status.in_(from_statuses)
+        if or_stale:
+            cond = or_(cond, await self._stale_of(job_id))
         async with self.sessions.begin() as s:
             res = await s.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status.in_(from_statuses))
-                .values(**values, updated_at=utcnow())
+                update(Job).where(Job.id == job_id, cond).values(**values, updated_at=utcnow())
             )
         return res.rowcount == 1
+
+    @staticmethod
+    def stale(now: dt.datetime, dead_owners: Sequence[str] = ()) -> Any:
+        """The one rule for a job whose runner is gone: running, and its lease expired (or never set), or
+        held by an owner known dead. Checked inside each UPDATE, so a lease renewed meanwhile wins."""
+        gone = or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
+        if dead_owners:
+            gone = or_(gone, Job.lease_owner.in_(list(dead_owners)))
+        return and_(Job.status == "running", gone)
+
+    async def _stale_of(self, job_id: str) -> Any:
+        rows = await self._rows(select(Job.lease_owner).where(Job.id == job_id))
+        owner = rows[0][0] if rows else None
+        return self.stale(utcnow(), [owner] if owner and orphaned(owner) else [])
 
     # -- the queue ---------------------------------------------------------------------------------
 
@@ -166,11 +212,14 @@ class JobStore:
         *,
         job_id: str | None = None,
         from_statuses: Sequence[str] = ("queued",),
+        or_stale: bool = False,
         **values: Any,
     ) -> Job | None:
         """Lease a job to `owner` and mark it running: the oldest queued one, or `job_id` if it is in one of
-        `from_statuses` (a job resumed in the process that asks); None if there is none."""
+        `from_statuses` or (with `or_stale`) was left by a runner that is gone — a job resumed in the
+        process that asks; None if there is none."""
         now = utcnow()
+        stale = await self._stale_of(job_id) if or_stale and job_id is not None else None
         target: Any = job_id
         if job_id is None:
             target = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
@@ -180,7 +229,10 @@ class JobStore:
         async with self.sessions.begin() as s:
             res = await s.execute(
                 update(Job)
-                .where(Job.id == target, Job.status.in_(from_statuses))
+                .where(
+                    Job.id == target,
+                    or_(Job.status.in_(from_statuses), stale) if or_stale else Job.status.in_(from_statuses),
+                )
                 .values(
                     status="running",
                     lease_owner=owner,
@@ -210,28 +262,21 @@ class JobStore:
             return await s.get(Job, job_id)
 
     async def requeue_stale(self, *, orphaned: Callable[[str], bool] | None = None) -> list[str]:
-        """Put running jobs back in the queue whose lease expired, or whose owner `orphaned(owner)` says is
-        gone (a process of this machine that no longer exists: no need to wait for its lease)."""
+        """Put back in the queue every job whose runner is gone (`stale`): its lease expired, or its owner
+        `orphaned(owner)` says is a process of this machine that no longer exists."""
         now = utcnow()
+        rows = await self._rows(select(Job.lease_owner).where(Job.status == "running").distinct())
+        dead = [o for (o,) in rows if o and orphaned is not None and orphaned(o)]
         async with self.sessions.begin() as s:
-            rows = (
-                await s.execute(
-                    select(Job.id, Job.lease_owner, Job.lease_expires_at).where(Job.status == "running")
-                )
-            ).all()
-            ids = [
-                job_id
-                for job_id, owner, expires in rows
-                if expires is None or expires < now or (orphaned is not None and orphaned(owner or ""))
-            ]
-            if ids:
-                await s.execute(
-                    update(Job)
-                    .where(Job.id.in_(ids), Job.status == "running")
-                    .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
-                )
-                for job_id in ids:
-                    s.add(JobEvent(job_id=job_id, type="job_requeued", data={"reason": "lease lost"}))
+            res = await s.execute(
+                update(Job)
+                .where(self.stale(now, dead))
+                .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+                .returning(Job.id)
+            )
+            ids = list(res.scalars().all())
+            for job_id in ids:
+                s.add(JobEvent(job_id=job_id, type="job_requeued", data={"reason": "lease lost"}))
         return ids
 
     async def cancel_requested(self, job_id: str) -> bool:
@@ -248,6 +293,199 @@ class JobStore:
             )
             return [tuple(r) for r in (await conn.execute(q)).all()]
 
+    async def queued(self) -> int:
+        rows = await self._rows(select(func.count()).select_from(Job).where(Job.status == "queued"))
+        return int(rows[0][0])
+
+    async def active_of_key(self, key_id: str) -> int:
+        """Jobs made with this key that are queued or running (its running-job quota)."""
+        q = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.key_id == key_id, Job.status.in_(["queued", "running"]))
+        )
+        return int((await self._rows(q))[0][0])
+
+    # -- who sees which artifact -------------------------------------------------------------------
+
+    async def grant(
+        self, tenant: str, refs: Sequence[Any], *, job_id: str | None = None, uploaded: bool = False
+    ) -> None:
+        """Let `tenant` see these artifacts (an upload; what its jobs made or used); with `job_id`, also
+        record that this job refers to them, in the same transaction (so no sweep sees one without the
+        other); with `uploaded`, that the tenant uploaded them itself (now). Idempotent."""
+        refs = list({r.id: r for r in refs}.values())
+        if not refs:
+            return
+        ids = [r.id for r in refs]
+        have = await self._rows(
+            select(ArtifactOwner.artifact_id).where(
+                ArtifactOwner.tenant == tenant, ArtifactOwner.artifact_id.in_(ids)
+            )
+        )
+        new = set(ids) - {row[0] for row in have}
+        unrecorded: list[str] = []
+        if job_id is not None:
+            rows = await self._rows(
+                select(JobArtifact.artifact_id).where(
+                    JobArtifact.job_id == job_id, JobArtifact.artifact_id.in_(ids)
+                )
+            )
+            unrecorded = [i for i in ids if i not in {row[0] for row in rows}]
+        # a job's new reference re-grants too: a release racing it (another job deleted) cannot leave the
+        # job referring to a file its tenant may not see
+        grants = refs if uploaded else [r for r in refs if r.id in new or r.id in unrecorded]
+        if not grants:
+            return
+        now = utcnow()
+        insert = sqlite_insert if self.is_sqlite else pg_insert
+        owners = [
+            {
+                "artifact_id": r.id,
+                "tenant": tenant,
+                "bytes": r.bytes,
+                "created_at": now,
+                "uploaded_at": now if uploaded else None,
+            }
+            for r in grants
+        ]
+        stmt = insert(ArtifactOwner).values(owners)
+        keys = ["artifact_id", "tenant"]
+        # granted meanwhile by another writer: that row stands (an upload marks it uploaded, now)
+        stmt = (
+            stmt.on_conflict_do_update(index_elements=keys, set_={"uploaded_at": now})
+            if uploaded
+            else stmt.on_conflict_do_nothing(index_elements=keys)
+        )
+        async with self.sessions.begin() as s:
+            await s.execute(stmt)
+            if unrecorded:
+                links = [{"job_id": job_id, "artifact_id": i} for i in unrecorded]
+                await s.execute(insert(JobArtifact).values(links).on_conflict_do_nothing())
+
+    async def job_artifacts(self, job_id: str) -> list[str]:
+        """The artifacts a job's state has referred to (see `grant`)."""
+        q = select(JobArtifact.artifact_id).where(JobArtifact.job_id == job_id)
+        return sorted(row[0] for row in await self._rows(q))
+
+    async def delete_job(self, job_id: str, statuses: Sequence[str]) -> list[str] | None:
+        """Remove the job's row, its events and its artifact references in one transaction, if it is in one
+        of `statuses` (checked in the DELETE itself: a resume meanwhile wins); the artifacts it referred
+        to, or None if it was not deleted (gone, or in another status)."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(delete(Job).where(Job.id == job_id, Job.status.in_(list(statuses))))
+            if res.rowcount != 1:
+                return None
+            gone = await s.execute(
+                delete(JobArtifact).where(JobArtifact.job_id == job_id).returning(JobArtifact.artifact_id)
+            )
+            ids = sorted(set(gone.scalars().all()))
+            await s.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+        return ids
+
+    async def finished_before(self, cutoff: dt.datetime, statuses: Sequence[str], limit: int) -> list[Job]:
+        """Jobs in `statuses` last changed before `cutoff`, oldest first (the sweeper's)."""
+        q = (
+            select(Job.__table__)
+            .where(Job.status.in_(list(statuses)), Job.updated_at < cutoff)
+            .order_by(Job.updated_at, Job.id)
+            .limit(limit)
+        )
+        return [Job(**r._mapping) for r in await self._rows(q)]
+
+    async def release(
+        self,
+        *,
+        tenant: str | None = None,
+        artifact_ids: Sequence[str] | None = None,
+        uploaded_before: dt.datetime | None = None,
+        limit: int = 1000,
+    ) -> tuple[int, list[str]]:
+        """Drop owner rows no job of their tenant refers to any more: those that are not uploads, and the
+        uploads made before `uploaded_before` (None: keep every upload). Only `tenant`'s and only of
+        `artifact_ids` when given (a deleted job's), else any (the sweeper's, `limit` at a time).
+        Returns (rows dropped, the artifacts of those that no owner row and no job refers to any more:
+        the files to delete)."""
+        owner = ArtifactOwner.__table__
+        referred = (
+            select(JobArtifact.artifact_id)
+            .join(Job, Job.id == JobArtifact.job_id)
+            .where(JobArtifact.artifact_id == owner.c.artifact_id, Job.tenant == owner.c.tenant)
+        )
+        lapsed = owner.c.uploaded_at.is_(None)
+        if uploaded_before is not None:
+            lapsed = or_(lapsed, owner.c.uploaded_at < uploaded_before)
+        cond = [lapsed, ~referred.exists()]
+        if tenant is not None:
+            cond.append(owner.c.tenant == tenant)
+        async with self.sessions.begin() as s:
+            if artifact_ids is None:
+                found = select(owner.c.artifact_id).where(*cond).distinct().limit(limit)
+                candidates = sorted(set((await s.execute(found)).scalars().all()))
+            else:
+                candidates = sorted(set(artifact_ids))
+            if not candidates:
+                return 0, []
+            res = await s.execute(
+                delete(owner).where(owner.c.artifact_id.in_(candidates), *cond).returning(owner.c.tenant)
+            )
+            dropped = len(res.all())
+            still = select(owner.c.artifact_id).where(owner.c.artifact_id.in_(candidates))
+            used = select(JobArtifact.artifact_id).where(JobArtifact.artifact_id.in_(candidates))
+            kept = set((await s.execute(still.union(used))).scalars().all())
+        return dropped, [a for a in candidates if a not in kept]
+
+    async def storage(self) -> dict[str, dict[str, int]]:
+        """Per tenant: how many stored files it sees and their bytes (a file two tenants share counts for
+        both)."""
+        q = select(
+            ArtifactOwner.tenant, func.count(), func.coalesce(func.sum(ArtifactOwner.bytes), 0)
+        ).group_by(ArtifactOwner.tenant)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return {tenant: {"artifacts": int(n), "bytes": int(b)} for tenant, n, b in sorted(rows)}
+
+    async def sees_artifact(self, tenant: str, artifact_id: str) -> bool:
+        rows = await self._rows(
+            select(ArtifactOwner.artifact_id).where(
+                ArtifactOwner.tenant == tenant, ArtifactOwner.artifact_id == artifact_id
+            )
+        )
+        return bool(rows)
+
+    # -- idempotent requests -----------------------------------------------------------------------
+
+    async def first_response(
+        self, owner: str, route: str, key: str, since: dt.datetime
+    ) -> IdempotentResponse | None:
+        q = select(IdempotentResponse.__table__).where(
+            IdempotentResponse.key_id == owner,
+            IdempotentResponse.route == route,
+            IdempotentResponse.idempotency_key == key,
+            IdempotentResponse.created_at >= since,
+        )
+        rows = await self._rows(q)
+        return IdempotentResponse(**rows[0]._mapping) if rows else None
+
+    async def keep_response(self, row: IdempotentResponse, *, expired_before: dt.datetime) -> bool:
+        """Store the first response to a request (over an expired one with the same key); False if another
+        copy of the request got there first."""
+        same = and_(
+            IdempotentResponse.key_id == row.key_id,
+            IdempotentResponse.route == row.route,
+            IdempotentResponse.idempotency_key == row.idempotency_key,
+        )
+        async with self.sessions.begin() as s:
+            await s.execute(
+                delete(IdempotentResponse).where(same, IdempotentResponse.created_at < expired_before)
+            )
+        try:
+            async with self.sessions.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            return False
+        return True
+
     async def counts(self) -> dict[str, int]:
         async with self.sessions() as s:
             rows = (await s.execute(select(Job.status, func.count()).group_by(Job.status))).all()
@@ -262,12 +500,16 @@ class JobStore:
         type_: str,
         data: dict[str, Any],
         timing: tuple[str, str, float] | None = None,
+        *,
+        owner: str | None = None,
     ) -> JobEvent:
-        """A node boundary in one transaction: the job's new progress, its event and the node's timing."""
+        """A node boundary in one transaction: the job's new progress, its event and the node's timing;
+        with `owner`, the job's row only while that runner holds its lease."""
         now = utcnow()
         ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=now)
+        cond = [Job.id == job_id] + ([Job.lease_owner == owner] if owner is not None else [])
         async with self.sessions.begin() as s:
-            await s.execute(update(Job).where(Job.id == job_id).values(**values, updated_at=now))
+            await s.execute(update(Job).where(*cond).values(**values, updated_at=now))
             s.add(ev)
             if timing is not None:
                 s.add(NodeTiming(workflow=timing[0], node=timing[1], seconds=timing[2], created_at=now))

@@ -32,6 +32,7 @@ from gpu_runtime.qwen2vl import QwenAnalyzer
 from graph.context import AdContext, Renderer
 from graph.homepage_context import HomepageContext, SiteRenderer
 from kernel.errors import AdgraphError
+from kernel.script import pictographs
 from nodes.backends.chromium import ChromiumRenderer
 from nodes.backends.compose import StudioCompositor
 from nodes.backends.fonts import FontconfigCatalog
@@ -385,6 +386,11 @@ class Components:
     def resolve_font(self, family: str) -> str:
         """An installed family's canonical name; INVALID_INPUT naming the installed ones otherwise."""
         return self.fonts.resolve(family)
+
+    def undrawable(self, text: str) -> list[str]:
+        """The pictographs (emoji) in `text` that no installed font has a glyph for: Chromium would draw
+        them as empty boxes. With a colour emoji font installed (fonts-noto-color-emoji) there are none."""
+        return [c for c in pictographs(text) if not self.fonts.draws(c)]
 
 
 @asynccontextmanager

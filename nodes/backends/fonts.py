@@ -102,6 +102,7 @@ class FontconfigCatalog:
         self._entries: list[_Entry] | None = None
         self._names: dict[str, str] = {}
         self._chosen: dict[tuple[str, int], _Entry] = {}
+        self._drawn: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     # -- listing -------------------------------------------------------------------------------------
@@ -164,6 +165,23 @@ class FontconfigCatalog:
     def families(self, *, hangul_only: bool = False) -> list[str]:
         """Installed family names (sorted), optionally only those covering Hangul."""
         return sorted({e.face.family for e in self._load() if e.face.hangul or not hangul_only})
+
+    def draws(self, ch: str) -> bool:
+        """Whether some installed font has a glyph for `ch`: what Chromium's fallback (fontconfig) would
+        find when the chosen font lacks it. Asked of fontconfig once per character."""
+        with self._lock:
+            known = self._drawn.get(ch)
+        if known is None:
+            exe = shutil.which(self._fc_list)
+            if exe is None:
+                return True  # no fontconfig to ask: the fonts check (_scan) says what is wrong
+            out = subprocess.run(
+                [exe, f":charset={ord(ch):x}", "family"], capture_output=True, check=False, timeout=30
+            ).stdout
+            known = bool(out.strip())
+            with self._lock:
+                self._drawn[ch] = known
+        return known
 
     def resolve(self, family: str) -> str:
         """The installed family's canonical name for `family` (case/space-insensitive; Korean names work).

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+import hashlib
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Header, Response, UploadFile
 from fastapi.responses import FileResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from service.api.deps import ComponentsDep, JobsDep
+from service.api.deps import CallerDep, ComponentsDep, JobsDep
+from service.api.http_safety import attachment
 from service.schemas import ArtifactOut, ErrorResponse
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "private, max-age=31536000, immutable"
+"""Never `public`: an artifact is its tenant's, so no shared cache may keep it for others."""
 
 
 @router.post(
@@ -22,27 +26,59 @@ IMMUTABLE = "public, max-age=31536000, immutable"
     responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
 async def upload(
-    jobs: JobsDep, file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")]
-) -> ArtifactOut:
-    """Store an image; the same bytes always get the same id."""
+    jobs: JobsDep,
+    caller: CallerDep,
+    file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Any:
+    """Store an image; the same bytes always get the same id, visible to the uploader's tenant only."""
     data = await file.read()  # the body limit (UploadLimit middleware) was enforced while it streamed in
-    ref = await jobs.upload(data, file.filename or "upload")
-    return ArtifactOut(**ref.model_dump())
+    name = file.filename or "upload"
+
+    async def answer() -> tuple[int, Any]:
+        ref = await jobs.upload(caller, data, name)
+        return 201, ArtifactOut(**ref.model_dump()).model_dump(mode="json")
+
+    request = {"sha256": hashlib.sha256(data).hexdigest()}
+    response.status_code, out = await jobs.once(
+        caller, "POST /v1/artifacts", idempotency_key, request, answer
+    )
+    return out
 
 
+@router.head("/{artifact_id}", include_in_schema=False)  # the headers alone (size, type, ETag)
 @router.get(
     "/{artifact_id}",
     response_class=FileResponse,
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
 )
-async def download(artifact_id: str, parts: ComponentsDep) -> FileResponse:
+async def download(artifact_id: str, jobs: JobsDep, caller: CallerDep, parts: ComponentsDep) -> FileResponse:
     """The artifact's bytes, cacheable forever (the id is the content's hash)."""
-    ref = await asyncio.to_thread(parts.artifacts.find, artifact_id)
-    return FileResponse(
+    ref = await jobs.artifact(caller, artifact_id)
+    return StoredFile(
         parts.artifacts.path(ref),
         media_type=ref.mime,
-        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{ref.id}"'},
+        headers={"Cache-Control": IMMUTABLE, "ETag": f'"{ref.id}"', **attachment(ref.id, ref.mime)},
     )
+
+
+class StoredFile(FileResponse):
+    """A FileResponse whose Range errors come in the one error shape (Starlette's are plain text): 416
+    RANGE_NOT_SATISFIABLE past the end, 400 INVALID_INPUT for a header that is no byte range."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader as e:
+            raise HTTPException(400, f"malformed Range header {http_range[:100]!r}: {e.content}") from None
+        except RangeNotSatisfiable:
+            raise HTTPException(
+                416,
+                f"Range {http_range[:100]!r} starts past the end of the artifact ({file_size} bytes)",
+                headers={"Content-Range": f"bytes */{file_size}"},
+            ) from None
 
 
 class UploadLimit:

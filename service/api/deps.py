@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.accounts import Caller
 from service.db import Job
 from service.jobs import Jobs
+from service.observability import tenant_var
 from service.settings import Settings
 from service.wiring import Components
 
@@ -32,10 +35,30 @@ def _settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
+_bearer = HTTPBearer(auto_error=False, description="An API key from `adgraph keys create`")
+_api_key = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="The same key (langgraph_sdk sends it)"
+)
 
-async def _job(job_id: str, jobs: JobsDep) -> Job:
-    return await jobs.get(job_id)
+
+async def _caller(
+    jobs: JobsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
+) -> Caller:
+    """The caller a request acts as, from `Authorization: Bearer KEY` or `x-api-key: KEY` (never a cookie)."""
+    caller = await jobs.authenticate(bearer.credentials if bearer else api_key)
+    tenant_var.set(caller.tenant)  # on every log line of the request from here on
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _job(job_id: str, jobs: JobsDep, caller: CallerDep) -> Job:
+    return await jobs.get(caller, job_id)
 
 
 ExistingJob = Annotated[Job, Depends(_job)]
-"""The job named in the path (JOB_NOT_FOUND before a response starts: streams need it checked first)."""
+"""The job named in the path, if the caller may see it (JOB_NOT_FOUND before a response starts: streams
+need it checked first)."""

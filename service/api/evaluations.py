@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from checkpoints.ingest import validate_image
 from kernel.errors import AdgraphError
-from service.api.deps import ComponentsDep
+from service.api.deps import CallerDep, ComponentsDep, JobsDep
 from service.schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
@@ -41,6 +41,8 @@ class ClipScoreOut(BaseModel):
 )
 async def clip_score(
     parts: ComponentsDep,
+    jobs: JobsDep,
+    caller: CallerDep,
     text: Annotated[str, Form(min_length=1, max_length=1000, description="What the image should show.")],
     artifact_id: Annotated[
         str | None, Form(pattern=r"^[0-9a-f]{64}$", description="A stored image (POST /v1/artifacts).")
@@ -50,12 +52,13 @@ async def clip_score(
     """How well an image matches a text (form fields: `text`, and `artifact_id` or `file`)."""
     from gpu_runtime.clip import THRESHOLDS, interpret
 
+    caller.require("read")
     if (artifact_id is None) == (file is None):
         raise AdgraphError(
             "INVALID_INPUT", "give exactly one of artifact_id or file", fields=["artifact_id", "file"]
         )
     if artifact_id is not None:
-        ref = await asyncio.to_thread(parts.artifacts.find, artifact_id)
+        ref = await jobs.artifact(caller, artifact_id)
         image = await parts.artifacts.open_image(ref)
     else:
         assert file is not None

@@ -1,4 +1,4 @@
-"""Jobs: submit, read, list, follow (SSE), cancel, resume, branch, and their checkpoints."""
+"""Jobs: submit, read, list, follow (SSE), cancel, resume, branch, delete, and their checkpoints."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from service.api.deps import ExistingJob, JobsDep
+from service.api.deps import CallerDep, ExistingJob, JobsDep
 from service.schemas import (
     BranchCreate,
     CheckpointDetail,
@@ -31,59 +31,83 @@ _DIGITS = re.compile(r"[0-9]+")
 
 
 @router.post("", status_code=202, response_model=JobOut, responses=ERRORS)
-async def submit(body: JobCreate, jobs: JobsDep) -> JobOut:
-    """Queue a job. Its input is checked here: a job that exists can run."""
-    return JobOut.of(await jobs.submit(body.workflow, body.input))
+async def submit(
+    body: JobCreate,
+    jobs: JobsDep,
+    caller: CallerDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Any:
+    """Queue a job. Its input is checked here: a job that exists can run. A repeat with the same
+    `Idempotency-Key` within 24 h gets the first answer and makes no second job."""
+
+    async def answer() -> tuple[int, Any]:
+        return 202, JobOut.of(await jobs.submit(caller, body.workflow, body.input)).model_dump(mode="json")
+
+    response.status_code, out = await jobs.once(
+        caller, "POST /v1/jobs", idempotency_key, body.model_dump(), answer
+    )
+    return out
 
 
 @router.get("", response_model=JobPage, responses=ERRORS)
 async def list_jobs(
     jobs: JobsDep,
+    caller: CallerDep,
     status: Annotated[str | None, Query(pattern="^(queued|running|succeeded|failed|cancelled)$")] = None,
     workflow: Annotated[str | None, Query(pattern="^[A-Za-z0-9_.-]{1,32}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
     """Newest first; follow `next_cursor` for older pages."""
-    return JobPage.of(await jobs.list(status=status, workflow=workflow, limit=limit, cursor=cursor))
+    return JobPage.of(await jobs.list(caller, status=status, workflow=workflow, limit=limit, cursor=cursor))
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
-async def get_job(job_id: str, jobs: JobsDep) -> JobOut:
-    return JobOut.of(await jobs.get(job_id))
+async def get_job(job: ExistingJob) -> JobOut:
+    return JobOut.of(job)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response, responses=ERRORS)
+async def delete(job_id: str, jobs: JobsDep, caller: CallerDep) -> Response:
+    """Remove a finished job with its checkpoints and events, and its files no other job of the tenant
+    uses and the tenant did not upload; a queued or running one is 409 JOB_NOT_DELETABLE (cancel it
+    first). Jobs branched from it keep working."""
+    await jobs.delete(caller, job_id)
+    return Response(status_code=204)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, responses=ERRORS)
-async def cancel(job_id: str, jobs: JobsDep) -> JobOut:
+async def cancel(job_id: str, jobs: JobsDep, caller: CallerDep) -> JobOut:
     """A queued job is cancelled at once; a running one at its next node boundary."""
-    return JobOut.of(await jobs.cancel(job_id))
+    return JobOut.of(await jobs.cancel(caller, job_id))
 
 
 @router.post("/{job_id}/resume", status_code=202, response_model=JobOut, responses=ERRORS)
-async def resume(job_id: str, jobs: JobsDep) -> JobOut:
+async def resume(job_id: str, jobs: JobsDep, caller: CallerDep) -> JobOut:
     """Continue a failed or cancelled job from its last checkpoint."""
-    return JobOut.of(await jobs.resume(job_id))
+    return JobOut.of(await jobs.resume(caller, job_id))
 
 
 @router.post("/{job_id}/branch", status_code=202, response_model=JobOut, responses=ERRORS)
-async def branch(job_id: str, body: BranchCreate, jobs: JobsDep) -> JobOut:
+async def branch(job_id: str, body: BranchCreate, jobs: JobsDep, caller: CallerDep) -> JobOut:
     """A new job from one of this job's checkpoints, with some inputs changed; this job is untouched."""
     child = await jobs.branch(
-        job_id, checkpoint_id=body.checkpoint_id, from_node=body.from_node, changes=body.input
+        caller, job_id, checkpoint_id=body.checkpoint_id, from_node=body.from_node, changes=body.input
     )
     return JobOut.of(child)
 
 
 @router.get("/{job_id}/checkpoints", response_model=list[CheckpointOut], responses=ERRORS)
-async def checkpoints(job_id: str, jobs: JobsDep) -> list[CheckpointOut]:
+async def checkpoints(job_id: str, jobs: JobsDep, caller: CallerDep) -> list[CheckpointOut]:
     """Oldest first, each with the node that wrote it and, where that node made an image, a preview."""
-    return [CheckpointOut.of(cp) for cp in await jobs.checkpoints(job_id)]
+    return [CheckpointOut.of(cp) for cp in await jobs.checkpoints(caller, job_id)]
 
 
 @router.get("/{job_id}/checkpoints/{checkpoint_id}", response_model=CheckpointDetail, responses=ERRORS)
-async def checkpoint(job_id: str, checkpoint_id: str, jobs: JobsDep) -> CheckpointDetail:
+async def checkpoint(job_id: str, checkpoint_id: str, jobs: JobsDep, caller: CallerDep) -> CheckpointDetail:
     """The state as it was at that checkpoint (images as artifact references)."""
-    return CheckpointDetail.of(await jobs.checkpoint(job_id, checkpoint_id))
+    return CheckpointDetail.of(await jobs.checkpoint(caller, job_id, checkpoint_id))
 
 
 @router.get(
@@ -94,11 +118,12 @@ async def checkpoint(job_id: str, checkpoint_id: str, jobs: JobsDep) -> Checkpoi
 async def events(
     job: ExistingJob,
     jobs: JobsDep,
+    caller: CallerDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Node started/finished, progress and the job's end, as Server-Sent Events; reconnect with
     `Last-Event-ID` to get only what was missed. The stream ends after the job finishes."""
     # an id past any event (ids are 32-bit) means "seen it all"; anything not digits, "from the start"
     after = min(int(last_event_id), 2**31 - 1) if last_event_id and _DIGITS.fullmatch(last_event_id) else 0
-    async for ev in jobs.events(job.id, after):
+    async for ev in jobs.events(caller, job.id, after):
         yield ServerSentEvent(id=str(ev.id), event=ev.type, raw_data=json.dumps(ev.data, ensure_ascii=False))

@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from kernel.errors import AdgraphError
-from service.api.deps import ComponentsDep, JobsDep
+from service.api.deps import CallerDep, ComponentsDep, JobsDep
 from service.db import JOB_STATUSES
 from service.schemas import ErrorResponse, FontOut, WorkflowDetail, WorkflowSummary
 from service.workflows import WORKFLOWS
@@ -58,7 +58,8 @@ class _RuntimesCollector(Collector):
 
 
 @router.get("/v1/workflows", response_model=list[WorkflowSummary], tags=["workflows"])
-async def workflows() -> list[WorkflowSummary]:
+async def workflows(caller: CallerDep) -> list[WorkflowSummary]:
+    caller.require("read")
     return [WorkflowSummary(name=w.name, nodes=list(w.nodes)) for w in WORKFLOWS.values()]
 
 
@@ -68,7 +69,8 @@ async def workflows() -> list[WorkflowSummary]:
     tags=["workflows"],
     responses={404: {"model": ErrorResponse}},
 )
-async def workflow(name: str, jobs: JobsDep) -> WorkflowDetail:
+async def workflow(name: str, jobs: JobsDep, caller: CallerDep) -> WorkflowDetail:
+    caller.require("read")
     if name not in WORKFLOWS:
         raise AdgraphError("NOT_FOUND", f"no workflow {name!r}; the workflows are {', '.join(WORKFLOWS)}")
     w = WORKFLOWS[name]
@@ -80,14 +82,18 @@ async def workflow(name: str, jobs: JobsDep) -> WorkflowDetail:
 
 
 @router.get("/v1/fonts", response_model=list[FontOut], tags=["fonts"])
-async def fonts(parts: ComponentsDep) -> list[FontOut]:
+async def fonts(parts: ComponentsDep, caller: CallerDep) -> list[FontOut]:
+    caller.require("read")
     return [
         FontOut(family=f.family, style=f.style, weight=f.weight, hangul=f.hangul) for f in parts.fonts.faces()
     ]
 
 
 @router.get("/v1/system", tags=["system"])
-async def system(jobs: JobsDep) -> dict:
+async def system(jobs: JobsDep, caller: CallerDep) -> dict:
+    """The machine, the queue, jobs by status, the model runtime and storage per tenant (admin: it names
+    processes and tenants)."""
+    caller.require("admin")
     counts = await jobs.store.counts()
     mem = psutil.virtual_memory()
     return {
@@ -102,6 +108,8 @@ async def system(jobs: JobsDep) -> dict:
         "jobs": {s: counts.get(s, 0) for s in JOB_STATUSES},
         "max_concurrent_jobs": jobs.settings.max_concurrent_jobs,
         "database": jobs.store.engine.dialect.name,
+        # per tenant: the files it sees (uploaded, or used and made by its jobs) and their bytes
+        "storage": await jobs.store.storage(),
     }
 
 
@@ -112,6 +120,7 @@ def _gpu(parts: ComponentsDep) -> dict:
     return {**parts.models.summary(), "workers": read_stats(parts.settings)}
 
 
+@router.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
 @router.get("/healthz", tags=["health"])
 async def healthz() -> dict:
     return {"status": "ok"}
@@ -128,7 +137,9 @@ async def readyz(jobs: JobsDep) -> dict:
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
-async def metrics(jobs: JobsDep, request: Request) -> Response:
+async def metrics(jobs: JobsDep, caller: CallerDep, request: Request) -> Response:
+    """Prometheus metrics (admin)."""
+    caller.require("admin")
     m: Metrics = request.app.state.metrics
     counts = await jobs.store.counts()
     for status in JOB_STATUSES:

@@ -27,6 +27,10 @@ class Tools(Protocol):
 
     def resolve_font(self, family: str) -> str: ...
 
+    def undrawable(self, text: str) -> list[str]:
+        """The emoji and other pictographs in `text` that no installed font can draw (empty boxes)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Output:
@@ -55,6 +59,8 @@ class Workflow:
     """(prepared input, tools) → the graph's input state."""
     input_of: Callable[[dict[str, Any]], dict[str, Any]]
     """A checkpoint's values → the job input that made them (what a branch starts from)."""
+    artifacts_of: Callable[[Any], list[str]]
+    """A validated input → the artifact ids it refers to (the caller must be allowed to see each)."""
     results: Callable[[dict[str, Any]], dict[str, Output]]
     """A finished job's state → its downloadable results by name."""
     files: Callable[[Any, FileArtifactStore, Path], dict[str, Any]]

@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agents import schemas as agent_schemas
 from checkpoints.artifacts import FileArtifactStore
+from checkpoints.ingest import check_proportions, require_image
 from graph.ad import INPUT_CONSUMERS, build_ad_graph
 from graph.state import AD_NODES
 from kernel import models
+from kernel.errors import AdgraphError
 from kernel.models import SIZES, TEXT_POSITIONS, AdCopy
 from service.workflows import Output, Tools, Workflow
 
@@ -22,7 +24,8 @@ MAX_LINE_CHARS = 200
 class AdOptions(BaseModel):
     """The ad job's inputs other than the photo."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: `seed: true` or `"5"` is refused, not read as 1 or 5 (an int still passes for a float)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     headline: str = Field(min_length=1, max_length=MAX_HEADLINE_CHARS)
     subline: str = Field("", max_length=MAX_LINE_CHARS)
@@ -74,7 +77,20 @@ class AdJobInput(AdOptions):
 
 
 def _prepare(opts: AdJobInput, tools: Tools) -> AdJobInput:
-    tools.artifacts.find(opts.product_image)  # ARTIFACT_NOT_FOUND before any job
+    # ARTIFACT_NOT_FOUND / INVALID_IMAGE before any job: a site's zip is no product photo
+    ref = require_image(tools.artifacts.find(opts.product_image), "product_image")
+    if ref.width and ref.height:
+        check_proportions(f"product_image {ref.id}", ref.width, ref.height)
+    for field in ("headline", "subline", "cta"):
+        if missing := tools.undrawable(getattr(opts, field)):
+            chars = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing)
+            raise AdgraphError(
+                "INVALID_INPUT",
+                f"{field}: no installed font can draw {chars}; it would show as an empty box (remove it, "
+                "or have the server install a colour emoji font such as fonts-noto-color-emoji)",
+                field=field,
+                characters=missing,
+            )
     if opts.font:
         opts = opts.model_copy(update={"font": tools.resolve_font(opts.font)})
     return opts
@@ -157,6 +173,7 @@ AD = Workflow(
     prepare=_prepare,
     graph_input=_graph_input,
     input_of=_input_of,
+    artifacts_of=lambda opts: [opts.product_image],
     results=_results,
     files=_files,
     state_types=(

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agents import provenance, site_schemas
 from agents.site_schemas import MAX_PAGES, PAGE_KINDS, Profile
 from checkpoints.artifacts import FileArtifactStore
+from checkpoints.ingest import require_image
 from graph.homepage import HOMEPAGE_INPUT_CONSUMERS, build_homepage_graph
 from graph.state import HOMEPAGE_NODES
 from kernel import models
-from kernel.errors import AdgraphError
 from kernel.models import ArtifactRef
 from service.workflows import Output, Tools, Workflow
 
@@ -71,13 +71,7 @@ class HomepageJobInput(BaseModel):
 
 def find_images(store: FileArtifactStore, ids: list[str]) -> list[ArtifactRef]:
     """The stored images with those ids: ARTIFACT_NOT_FOUND / INVALID_IMAGE before any job exists."""
-    refs = [store.find(i) for i in ids]
-    for ref in refs:
-        if ref.mime not in ("image/png", "image/jpeg", "image/webp"):
-            raise AdgraphError(
-                "INVALID_IMAGE", f"artifact {ref.id} is {ref.mime}, not a PNG, JPEG or WebP image"
-            )
-    return refs
+    return [require_image(store.find(i), "images") for i in ids]
 
 
 def _prepare(opts: HomepageJobInput, tools: Tools) -> HomepageJobInput:
@@ -172,6 +166,7 @@ HOMEPAGE = Workflow(
     prepare=_prepare,
     graph_input=_graph_input,
     input_of=_input_of,
+    artifacts_of=lambda opts: list(opts.images),
     results=_results,
     files=_files,
     report=_report,

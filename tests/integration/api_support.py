@@ -25,6 +25,7 @@ from httpx_sse import EventSource
 from psycopg import sql
 
 from kernel.errors import AdgraphError
+from service.api.http_safety import uvicorn_options
 from service.app import create_app
 from service.settings import Settings
 from service.wiring import open_components
@@ -135,7 +136,9 @@ class LiveServer:
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, components=faults.context())
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        # the timeouts and limits `adgraph serve` runs with (service/api/http_safety.py)
+        options = uvicorn_options(settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self._sock]}, name="adgraph-server", daemon=True
@@ -209,12 +212,14 @@ def wait_for(
 
 
 def error_of(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """Assert the one error shape, with that HTTP status and code; return the error."""
+    """Assert the one error shape, with that HTTP status and code and the request's id; return the error."""
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
     assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}, body
+    # the request's id, as echoed in its header: what a user quotes when reporting the error
+    assert body["error"]["request_id"] and body["error"]["request_id"] == r.headers["x-request-id"], body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert isinstance(body["error"]["details"], dict)

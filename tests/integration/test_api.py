@@ -585,7 +585,7 @@ def test_other_malformed_job_requests_and_the_server_keeps_serving(live, photo, 
     error_of(http.post("/v1/jobs", json={"workflow": "ad", "input": "banana"}), 422, "INVALID_INPUT")
     missing = {"workflow": "ad", "input": {"product_image": "0" * 64, "headline": "바나나"}}
     error_of(http.post("/v1/jobs", json=missing), 404, "ARTIFACT_NOT_FOUND")
-    error_of(http.delete(f"/v1/jobs/{done_job['job']['id']}"), 405, "METHOD_NOT_ALLOWED")
+    error_of(http.put(f"/v1/jobs/{done_job['job']['id']}"), 405, "METHOD_NOT_ALLOWED")
     error_of(http.get("/v1/nothing-here"), 404, "NOT_FOUND")
     # a JSON body is small: a huge one is refused as it streams in, declared or not
     huge = {"workflow": "ad", "input": {"product_image": photo["id"], "headline": "x" * (2 * 2**20)}}
@@ -693,8 +693,13 @@ def fuzz(op: Any, mode: Any, session: requests.Session, job_id: str, failures: l
     )
     @hypothesis.given(case=op.as_strategy(generation_mode=mode))
     def run(case: Any) -> None:
-        if "job_id" in (case.path_parameters or {}) and next(turn) % 3 == 0:
-            case.path_parameters["job_id"] = job_id  # now and then a job that exists
+        # now and then a job that exists (never to DELETE: the operations after it would lose it)
+        if (
+            "job_id" in (case.path_parameters or {})
+            and case.method.upper() != "DELETE"
+            and next(turn) % 3 == 0
+        ):
+            case.path_parameters["job_id"] = job_id
         response = case.call(session=session, timeout=30)
         # 503 MODEL_UNAVAILABLE is an answer, not a failure: this server has no CLIP weights for clip-score
         unavailable = response.status_code == 503 and "MODEL_UNAVAILABLE" in response.text

@@ -3,7 +3,6 @@ the held job only that node and the ones after it run again."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ import pytest
 
 from graph.state import AD_NODES
 from tests.integration import node_gate
+from tests.integration.api_support import sse_events
 from tests.support import ADGRAPH, PHOTOS, wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,14 +35,10 @@ def _stream(http: httpx.Client, job_id: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     with http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=120) as r:
         assert r.status_code == 200
-        kind = None
-        for line in r.iter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:") and kind in ("node_finished", "job_finished"):
-                data = json.loads(line[5:])
-                out.append((kind, data.get("name") or data.get("status")))
-                if kind == "job_finished":
+        for ev in sse_events(r):
+            if ev["event"] in ("node_finished", "job_finished"):
+                out.append((ev["event"], ev["data"].get("name") or ev["data"].get("status")))
+                if ev["event"] == "job_finished":
                     return out
     return out
 

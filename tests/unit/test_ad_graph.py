@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkpoints.history import find_snapshot, history, seed_branch, thread_config
+from checkpoints.history import describe, find_snapshot, seed_branch, thread_config
 from graph.ad import INPUT_CONSUMERS
 from graph.context import AdContext
 from graph.state import AD_NODES
@@ -24,8 +24,8 @@ async def test_a_job_runs_every_node_in_order_and_checkpoints_after_each(graph, 
     assert [n["name"] for n in result.nodes] == list(AD_NODES)
     assert [c["node"] for c in result.checkpoints] == ["__input__", "__start__", *AD_NODES]
     assert result.values["ad"].width == 1080 and result.values["ad"].height == 1080
-    rows = await history(graph, "job-1", AD_NODES)
-    assert [r.node for r in rows] == ["__input__", "__start__", *AD_NODES]
+    snaps = [s async for s in graph.aget_state_history(thread_config("job-1"))]
+    assert [describe(s, AD_NODES).node for s in reversed(snaps)] == ["__input__", "__start__", *AD_NODES]
 
 
 async def test_checkpoints_hold_references_not_pixels(graph, ctx, product_photo) -> None:

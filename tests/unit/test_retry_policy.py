@@ -1,5 +1,6 @@
-"""The retry policy of every node of both workflows: a failure that can pass on its own (TransientError, a
-crashed browser tab) gets one more try; an error a user has to act on is never retried."""
+"""The retry policy both workflows set on their nodes, checked on the render nodes (a browser tab can crash
+there): a failure that can pass on its own (TransientError) gets one more try; an error a user has to act
+on is never retried."""
 
 from __future__ import annotations
 
