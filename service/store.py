@@ -23,10 +23,15 @@ _JOB_BY_ID = select(Job.__table__).where(Job.id == bindparam("job_id"))
 
 
 def check_job_id(job_id: str) -> str:
+    """The id as the server writes it (lowercase 8-4-4-4-12), or INVALID_INPUT: `uuid.UUID` also reads
+    `{…}`, `urn:uuid:…`, uppercase and undashed forms, which would make one job answer at many URLs."""
     try:
-        return str(uuid.UUID(job_id))
+        canonical = str(uuid.UUID(job_id))
     except (ValueError, AttributeError, TypeError):
+        canonical = None
+    if canonical is None or canonical != job_id:
         raise AdgraphError("INVALID_INPUT", f"malformed job id {job_id!r}: expected a UUID") from None
+    return canonical
 
 
 class JobStore:
