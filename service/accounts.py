@@ -48,8 +48,8 @@ class Caller:
         return "admin" in self.scopes
 
     def require(self, scope: str) -> None:
-        """FORBIDDEN unless this caller has `scope` (admin has every scope)."""
-        if scope not in self.scopes and not self.admin:
+        """FORBIDDEN unless this caller has `scope` (admin has every scope; submit includes read)."""
+        if scope not in self.scopes and not self.admin and not (scope == "read" and "submit" in self.scopes):
             raise AdgraphError(
                 "FORBIDDEN",
                 f"this key may {', '.join(sorted(self.scopes)) or 'do nothing'}; {scope!r} is needed",

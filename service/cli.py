@@ -667,8 +667,16 @@ def studio(
     """Serve the graphs to LangGraph Studio (`langgraph dev`) over this project's checkpoint database."""
     import subprocess
 
+    from service.accounts import is_loopback
     from service.processes import child_preexec
 
+    if not is_loopback(host):  # it shows every tenant's checkpoints, with no key: this machine only
+        typer.echo(
+            f"error: FORBIDDEN: adgraph studio serves every tenant's jobs without a key; {host} is not a "
+            "loopback address (reach it through an SSH tunnel instead)",
+            err=True,
+        )
+        raise typer.Exit(2)
     config = Path(__file__).resolve().parents[1] / "langgraph.json"
     settings = _settings()
     env = {

@@ -128,18 +128,13 @@ class Jobs:
     async def artifact(self, caller: Caller, artifact_id: str) -> ArtifactRef:
         """A stored file `caller` may see (it uploaded it, or one of its jobs made or used it)."""
         caller.require("read")
-        ref = await asyncio.to_thread(self.components.artifacts.find, artifact_id)
-        if not caller.admin and not await self.store.sees_artifact(caller.tenant, ref.id):
-            raise AdgraphError("ARTIFACT_NOT_FOUND", f"no artifact {ref.id}")
-        return ref
+        self.components.artifacts.path(artifact_id)  # a malformed id is INVALID_INPUT, never a look-up
+        # who may see it is asked first: another tenant's file costs no disk look-up (no timing oracle)
+        if not caller.admin and not await self.store.sees_artifact(caller.tenant, artifact_id):
+            raise AdgraphError("ARTIFACT_NOT_FOUND", f"no artifact {artifact_id}")
+        return await asyncio.to_thread(self.components.artifacts.find, artifact_id)
 
     # -- input ---------------------------------------------------------------------------------------
-
-    def check(self, workflow: str, raw: dict[str, Any]) -> tuple[Workflow, BaseModel]:
-        """The workflow and its validated input, with what it refers to checked (blocking: file lookups).
-        Raises INVALID_INPUT / ARTIFACT_NOT_FOUND / INVALID_IMAGE; nothing is stored."""
-        wf = get_workflow(workflow)
-        return wf, wf.prepare(parse(wf.input_model, raw), self.components)
 
     async def upload(self, caller: Caller, data: bytes, name: str = "upload") -> ArtifactRef:
         """Store an image (checked first: INVALID_IMAGE / IMAGE_TOO_LARGE); the same bytes, the same id.
@@ -204,8 +199,27 @@ class Jobs:
         """Queue a job; with `run_here`, hold it for this process to `run` (the CLI). Its input is checked
         first — a job that exists can run — and so are the key's quota and the queue's depth."""
         caller.require("submit")
-        wf, opts = await asyncio.to_thread(self.check, workflow, raw)
+        wf = get_workflow(workflow)
+        opts = parse(wf.input_model, raw)
+        # the caller's right to each file it names before anything is learnt from the file (its type, size)
         inputs = [(await self.artifact(caller, artifact_id)).id for artifact_id in wf.artifacts_of(opts)]
+        opts = await asyncio.to_thread(wf.prepare, opts, self.components)
+        await self._admit(caller, run_here)
+        job = await self.store.create(
+            new_job_id(),
+            wf.name,
+            opts.model_dump(mode="json"),
+            lease=self._lease(run_here),
+            tenant=caller.tenant,
+            key_id=caller.key_id,
+            artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
+        )
+        self.runner.wake()
+        return job
+
+    async def _admit(self, caller: Caller, run_here: bool) -> None:
+        """Room for one more job of `caller`: its key's quota (QUOTA_EXCEEDED) and the queue's depth
+        (QUEUE_FULL, not for a job this process runs itself). Submit, branch and resume all ask."""
         if caller.max_running is not None and caller.key_id is not None:
             active = await self.store.active_of_key(caller.key_id)
             if active >= caller.max_running:
@@ -221,17 +235,6 @@ class Jobs:
                 f"{self.settings.max_queue} jobs are waiting (ADGRAPH_MAX_QUEUE); try again shortly",
                 retry_after=30,
             )
-        job = await self.store.create(
-            new_job_id(),
-            wf.name,
-            opts.model_dump(mode="json"),
-            lease=self._lease(run_here),
-            tenant=caller.tenant,
-            key_id=caller.key_id,
-            artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
-        )
-        self.runner.wake()
-        return job
 
     async def get(self, caller: Caller, job_id: str) -> Job:
         return await self._job(caller, job_id, "read")
@@ -276,6 +279,8 @@ class Jobs:
         job = await self._job(caller, job_id, "submit")
         reset = {"error": None, "cancel_requested": False}
         resumable = ["failed", "cancelled"]
+        if job.status in resumable:  # a stale running one is counted already
+            await self._admit(caller, run_here)
         if run_here:
             owner = self._lease(True)[0]  # type: ignore[index]
             held = await self.store.claim(
@@ -313,6 +318,7 @@ class Jobs:
         graph = self.graphs[wf.name]
         source = await _snapshot(graph, job, wf, checkpoint_id=checkpoint_id, node=from_node)
         opts, overrides = await asyncio.to_thread(branch_input, wf, source, changes or {}, self.components)
+        await self._admit(caller, run_here)
         new_id = new_job_id()
         from_checkpoint = source.config["configurable"]["checkpoint_id"]
         parent = {"job_id": job.id, "checkpoint_id": from_checkpoint}

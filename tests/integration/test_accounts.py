@@ -206,6 +206,9 @@ def test_a_key_at_its_running_job_quota_gets_429_and_the_jobs_it_has_finish(serv
         refused = a.submit(a_job["photo"])
         error_of(refused, 429, "QUOTA_EXCEEDED")
         assert refused.headers["retry-after"]
+        # a branch is a job too: the quota holds for it as well
+        branch = {"from_node": "composite", "input": {"cta": "지금 주문"}}
+        error_of(a.http.post(f"/v1/jobs/{a_job['job']['id']}/branch", json=branch), 429, "QUOTA_EXCEEDED")
         # another key of another tenant is not held back by it
         b = Client(live.base_url, keys["b"]["key"])
         b_photo = b.upload(FISH).json()["id"]
@@ -301,3 +304,8 @@ def test_serve_beyond_loopback_without_a_key_refuses_to_start_naming_the_setting
     run = adgraph("serve", "--host", "0.0.0.0", "--port", "1", data_dir=tmp_path)
     assert run.returncode == 2
     assert "ADGRAPH_AUTH" in run.stderr and "adgraph keys create" in run.stderr
+
+
+def test_studio_beyond_loopback_refuses_to_start(tmp_path) -> None:
+    run = adgraph("studio", "--host", "0.0.0.0", "--port", "1", data_dir=tmp_path)
+    assert run.returncode == 2 and "loopback" in run.stderr
