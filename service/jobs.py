@@ -38,6 +38,12 @@ from service.store import JobStore, check_job_id
 from service.wiring import Components, open_components
 from service.workflows import WORKFLOWS, Tools, Workflow, get_workflow, state_types
 
+PENDING = 0
+"""The status of a reserved idempotent request not answered yet."""
+IDEMPOTENCY_WAIT_S = 10.0
+"""How long a copy of a request waits for the first copy's answer before IDEMPOTENCY_IN_PROGRESS."""
+ABANDONED = dt.timedelta(minutes=5)
+"""A reservation older than this was left by a process that died answering it: taken over."""
 IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
 """How long the first answer to a request with an Idempotency-Key is replayed."""
 STREAM_LOOK_S = 1.0
@@ -106,6 +112,7 @@ class Jobs:
         self.components, self.runner, self.bus = components, runner, bus
         self.accounts = Accounts(store, settings)
         self.limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
+        self._admission: dict[str, asyncio.Lock] = {}  # per key with a quota: see _admitted
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -167,29 +174,47 @@ class Jobs:
             raise AdgraphError("INVALID_INPUT", "Idempotency-Key must be 1-255 printable characters")
         owner = caller.key_id or "-"
         digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
-        since = dt.datetime.now(dt.UTC) - IDEMPOTENCY_WINDOW
-        first = await self.store.first_response(owner, route, key, since)
-        if first is None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IDEMPOTENCY_WAIT_S
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            first = await self.store.first_response(owner, route, key, now - IDEMPOTENCY_WINDOW)
+            if first is None:
+                # the request is reserved before it is answered: a copy sent meanwhile waits for this answer
+                pending = IdempotentResponse(
+                    key_id=owner, route=route, idempotency_key=key, request_hash=digest,
+                    status_code=PENDING, body={}, created_at=now,
+                )  # fmt: skip
+                if await self.store.keep_response(
+                    pending, expired_before=now - IDEMPOTENCY_WINDOW, abandoned_before=now - ABANDONED
+                ):
+                    return await self._answer_reserved(owner, route, key, answer)
+                continue  # another copy reserved it first: read its row
+            if first.request_hash != digest:
+                raise AdgraphError(
+                    "INVALID_INPUT",
+                    "this Idempotency-Key was used with a different request in the last 24 h; use a new key",
+                )
+            if first.status_code != PENDING:
+                return first.status_code, first.body
+            if loop.time() > deadline:
+                raise AdgraphError(
+                    "IDEMPOTENCY_IN_PROGRESS",
+                    "a request with this Idempotency-Key is still being answered; send it again shortly",
+                    retry_after=1,
+                )
+            await asyncio.sleep(0.02)  # the first copy is being answered (a few ms: a check and a row)
+
+    async def _answer_reserved(
+        self, owner: str, route: str, key: str, answer: Callable[[], Awaitable[tuple[int, Any]]]
+    ) -> tuple[int, Any]:
+        try:
             status, body = await answer()
-            row = IdempotentResponse(
-                key_id=owner,
-                route=route,
-                idempotency_key=key,
-                request_hash=digest,
-                status_code=status,
-                body=body,
-                created_at=dt.datetime.now(dt.UTC),
-            )
-            if await self.store.keep_response(row, expired_before=since):
-                return status, body
-            first = await self.store.first_response(owner, route, key, since)
-            assert first is not None
-        if first.request_hash != digest:
-            raise AdgraphError(
-                "INVALID_INPUT",
-                "this Idempotency-Key was used with a different request in the last 24 h; use a new key",
-            )
-        return first.status_code, first.body
+        except BaseException:  # nothing was done: a repeat may try again (a refusal is refused again)
+            await asyncio.shield(self.store.forget_response(owner, route, key))
+            raise
+        await asyncio.shield(self.store.complete_response(owner, route, key, status, body))
+        return status, body
 
     # -- jobs ----------------------------------------------------------------------------------------
 
@@ -204,23 +229,31 @@ class Jobs:
         # the caller's right to each file it names before anything is learnt from the file (its type, size)
         inputs = [(await self.artifact(caller, artifact_id)).id for artifact_id in wf.artifacts_of(opts)]
         opts = await asyncio.to_thread(wf.prepare, opts, self.components)
-        await self._admit(caller, run_here)
-        job = await self.store.create(
-            new_job_id(),
-            wf.name,
-            opts.model_dump(mode="json"),
-            lease=self._lease(run_here),
-            tenant=caller.tenant,
-            key_id=caller.key_id,
-            artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
-        )
+        async with self._admitted(caller, run_here):
+            job = await self.store.create(
+                new_job_id(),
+                wf.name,
+                opts.model_dump(mode="json"),
+                lease=self._lease(run_here),
+                tenant=caller.tenant,
+                key_id=caller.key_id,
+                artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
+            )
         self.runner.wake()
         return job
 
-    async def _admit(self, caller: Caller, run_here: bool) -> None:
-        """Room for one more job of `caller`: its key's quota (QUOTA_EXCEEDED) and the queue's depth
-        (QUEUE_FULL, not for a job this process runs itself). Submit, branch and resume all ask."""
-        if caller.max_running is not None and caller.key_id is not None:
+    @asynccontextmanager
+    async def _admitted(self, caller: Caller, run_here: bool) -> AsyncIterator[None]:
+        """Room for one more job of `caller`, held while the body stores it: its key's quota
+        (QUOTA_EXCEEDED) and the queue's depth (QUEUE_FULL, not for a job this process runs itself). Submit,
+        branch and resume all ask. A key's submissions are admitted one at a time, so concurrent ones
+        cannot all see room for the last slot (in this process: one API process per database until the
+        queue moves onto a shared engine)."""
+        if caller.max_running is None or caller.key_id is None:
+            await self._queue_room(run_here)  # no quota: nothing to count under a lock
+            yield
+            return
+        async with self._admission.setdefault(caller.key_id, asyncio.Lock()):
             active = await self.store.active_of_key(caller.key_id)
             if active >= caller.max_running:
                 raise AdgraphError(
@@ -229,6 +262,10 @@ class Jobs:
                     max_running=caller.max_running,
                     retry_after=5,
                 )
+            await self._queue_room(run_here)
+            yield
+
+    async def _queue_room(self, run_here: bool) -> None:
         if not run_here and await self.store.queued() >= self.settings.max_queue:
             raise AdgraphError(
                 "QUEUE_FULL",
@@ -279,19 +316,25 @@ class Jobs:
         job = await self._job(caller, job_id, "submit")
         reset = {"error": None, "cancel_requested": False}
         resumable = ["failed", "cancelled"]
-        if job.status in resumable:  # a stale running one is counted already
-            await self._admit(caller, run_here)
-        if run_here:
-            owner = self._lease(True)[0]  # type: ignore[index]
-            held = await self.store.claim(
-                owner, self.settings.lease_s, job_id=job.id, from_statuses=resumable, or_stale=True, **reset
-            )
-            if held is not None:  # its `job_started` event says it runs again
-                return held
-        elif await self.store.transition(job.id, resumable, or_stale=True, status="queued", **reset):
-            await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
-            self.runner.wake()
-            return await self.store.get(job.id)
+        # a stale running one is counted already; a failed or cancelled one takes a slot again
+        admitted = self._admitted(caller, run_here) if job.status in resumable else contextlib.nullcontext()
+        async with admitted:
+            if run_here:
+                owner = self._lease(True)[0]  # type: ignore[index]
+                held = await self.store.claim(
+                    owner,
+                    self.settings.lease_s,
+                    job_id=job.id,
+                    from_statuses=resumable,
+                    or_stale=True,
+                    **reset,
+                )
+                if held is not None:  # its `job_started` event says it runs again
+                    return held
+            elif await self.store.transition(job.id, resumable, or_stale=True, status="queued", **reset):
+                await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
+                self.runner.wake()
+                return await self.store.get(job.id)
         raise AdgraphError(
             "JOB_NOT_RESUMABLE",
             f"job {job.id} is {job.status}; only failed or cancelled jobs (or a running one whose runner is "
@@ -318,22 +361,22 @@ class Jobs:
         graph = self.graphs[wf.name]
         source = await _snapshot(graph, job, wf, checkpoint_id=checkpoint_id, node=from_node)
         opts, overrides = await asyncio.to_thread(branch_input, wf, source, changes or {}, self.components)
-        await self._admit(caller, run_here)
         new_id = new_job_id()
         from_checkpoint = source.config["configurable"]["checkpoint_id"]
         parent = {"job_id": job.id, "checkpoint_id": from_checkpoint}
-        await seed_branch(graph, source, new_id, wf.nodes, overrides, wf.consumers, {"parent": parent})
-        child = await self.store.create(
-            new_id,
-            wf.name,
-            opts.model_dump(mode="json"),
-            parent=(job.id, from_checkpoint),
-            lease=self._lease(run_here),
-            tenant=job.tenant,
-            key_id=caller.key_id,
-            # the files of the state it starts from are its own: deleting its parent keeps them
-            artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
-        )
+        async with self._admitted(caller, run_here):
+            await seed_branch(graph, source, new_id, wf.nodes, overrides, wf.consumers, {"parent": parent})
+            child = await self.store.create(
+                new_id,
+                wf.name,
+                opts.model_dump(mode="json"),
+                parent=(job.id, from_checkpoint),
+                lease=self._lease(run_here),
+                tenant=job.tenant,
+                key_id=caller.key_id,
+                # the files of the state it starts from are its own: deleting its parent keeps them
+                artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
+            )
         self.runner.wake()
         return child
 
@@ -372,7 +415,8 @@ class Jobs:
     async def sweep(self, now: dt.datetime | None = None) -> dict[str, int]:
         """Delete what has outlived its TTL: finished jobs unchanged for ADGRAPH_JOB_TTL_DAYS (as `delete`
         does), and uploads older than ADGRAPH_ARTIFACT_TTL_DAYS that no job of their tenant refers to.
-        Counts: jobs deleted, artifacts released (a tenant's hold on a file), files removed from disk."""
+        Counts: jobs deleted, artifacts released (a tenant's hold on a file), files removed from disk,
+        answers to idempotent requests older than 24 h forgotten."""
         now = now or dt.datetime.now(dt.UTC)
         counts = {"jobs": 0, "artifacts": 0, "files": 0}
         if self.settings.job_ttl_days is not None:
@@ -394,6 +438,7 @@ class Jobs:
             counts["files"] += await self._remove_files(files, now.timestamp() - RECENT_WRITE_S)
             if not dropped:
                 break
+        counts["idempotent_responses"] = await self.store.purge_responses(now - IDEMPOTENCY_WINDOW)
         return counts
 
     async def sweep_every(self, interval_s: float) -> None:

@@ -472,24 +472,60 @@ class JobStore:
         rows = await self._rows(q)
         return IdempotentResponse(**rows[0]._mapping) if rows else None
 
-    async def keep_response(self, row: IdempotentResponse, *, expired_before: dt.datetime) -> bool:
-        """Store the first response to a request (over an expired one with the same key); False if another
-        copy of the request got there first."""
+    async def keep_response(
+        self, row: IdempotentResponse, *, expired_before: dt.datetime, abandoned_before: dt.datetime
+    ) -> bool:
+        """Store the first response to a request, or its reservation (over an expired one with the same
+        key, or a reservation left unanswered since `abandoned_before`); False if another copy of the
+        request got there first."""
         same = and_(
             IdempotentResponse.key_id == row.key_id,
             IdempotentResponse.route == row.route,
             IdempotentResponse.idempotency_key == row.idempotency_key,
         )
+        stale = or_(
+            IdempotentResponse.created_at < expired_before,
+            and_(IdempotentResponse.status_code == 0, IdempotentResponse.created_at < abandoned_before),
+        )
         async with self.sessions.begin() as s:
-            await s.execute(
-                delete(IdempotentResponse).where(same, IdempotentResponse.created_at < expired_before)
-            )
+            await s.execute(delete(IdempotentResponse).where(same, stale))
         try:
             async with self.sessions.begin() as s:
                 s.add(row)
         except IntegrityError:
             return False
         return True
+
+    def _response(self, key_id: str, route: str, key: str) -> Any:
+        return and_(
+            IdempotentResponse.key_id == key_id,
+            IdempotentResponse.route == route,
+            IdempotentResponse.idempotency_key == key,
+        )
+
+    async def complete_response(self, key_id: str, route: str, key: str, status: int, body: Any) -> None:
+        """The answer to a reserved request (see `keep_response`)."""
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(IdempotentResponse)
+                .where(self._response(key_id, route, key))
+                .values(status_code=status, body=body)
+            )
+
+    async def forget_response(self, key_id: str, route: str, key: str) -> None:
+        """Drop a reservation whose request failed: nothing was done, so a repeat runs again."""
+        async with self.sessions.begin() as s:
+            await s.execute(
+                delete(IdempotentResponse).where(
+                    self._response(key_id, route, key), IdempotentResponse.status_code == 0
+                )
+            )
+
+    async def purge_responses(self, before: dt.datetime) -> int:
+        """Forget the answers to idempotent requests made before `before` (the sweeper's)."""
+        async with self.sessions.begin() as s:
+            res = await s.execute(delete(IdempotentResponse).where(IdempotentResponse.created_at < before))
+        return int(res.rowcount or 0)
 
     async def counts(self) -> dict[str, int]:
         async with self.sessions() as s:

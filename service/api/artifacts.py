@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Header, Response, UploadFile
 from fastapi.responses import FileResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from service.api.deps import CallerDep, ComponentsDep, JobsDep
+from kernel.errors import AdgraphError
+from service.api.deps import CALLER, CallerDep, ComponentsDep, JobsDep, presented_key
 from service.api.http_safety import attachment
 from service.schemas import ArtifactOut, ErrorResponse
 
@@ -107,6 +109,8 @@ class UploadLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             return await self._refuse(upload, scope, receive, send)
+        if upload and not await self._authenticated(scope, receive, send):
+            return None  # 401/429 answered before a byte of the file is read
         seen, refused = 0, False
 
         async def limited_receive():
@@ -131,6 +135,19 @@ class UploadLimit:
         except Exception:
             if not refused:
                 raise
+
+    async def _authenticated(self, scope, receive, send) -> bool:
+        """Who sends an upload is known before the upload is read: an unauthenticated client cannot make
+        the server spool megabytes. The caller is left in the scope for the route (see deps.CALLER)."""
+        from service.api.errors import domain_response
+
+        try:
+            caller = await scope["app"].state.jobs.authenticate(presented_key(Headers(scope=scope)))
+        except AdgraphError as e:
+            await domain_response(e)(scope, receive, send)
+            return False
+        scope.setdefault("state", {})[CALLER] = caller
+        return True
 
     async def _refuse(self, upload: bool, scope, receive, send) -> None:
         from service.api.errors import error_response

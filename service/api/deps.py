@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -41,13 +42,29 @@ _api_key = APIKeyHeader(
 )
 
 
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: `Authorization: Bearer KEY`, else `x-api-key: KEY` (never a cookie)."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return headers.get("x-api-key") or None
+
+
+CALLER = "adgraph.caller"
+"""Where a middleware that authenticated the request before its body was read (`UploadLimit`) leaves the
+caller in the ASGI scope's state, so it is authenticated (and rate-counted) once."""
+
+
 async def _caller(
+    request: Request,
     jobs: JobsDep,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],  # in the OpenAPI schema
+    _api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Caller:
     """The caller a request acts as, from `Authorization: Bearer KEY` or `x-api-key: KEY` (never a cookie)."""
-    caller = await jobs.authenticate(bearer.credentials if bearer else api_key)
+    caller = request.scope.get("state", {}).get(CALLER)
+    if caller is None:
+        caller = await jobs.authenticate(presented_key(request.headers))
     tenant_var.set(caller.tenant)  # on every log line of the request from here on
     return caller
 

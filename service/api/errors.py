@@ -19,16 +19,22 @@ def error_response(code: str, message: str, status: int, details: dict | None = 
     return JSONResponse({"error": error}, status_code=status)
 
 
+def domain_response(e: AdgraphError) -> JSONResponse:
+    """An AdgraphError as the client reads it: its HTTP status, no server path, Retry-After and
+    WWW-Authenticate where they apply."""
+    shown = public(e)  # no server path in what a client reads
+    response = error_response(e.code, shown["message"], e.http_status, shown["details"])
+    if "retry_after" in e.details:  # RATE_LIMITED, QUOTA_EXCEEDED, QUEUE_FULL: when to try again
+        response.headers["Retry-After"] = str(e.details["retry_after"])
+    if e.code == "UNAUTHENTICATED":
+        response.headers["WWW-Authenticate"] = 'Bearer realm="adgraph"'
+    return response
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(AdgraphError)
     async def _domain(_: Request, e: AdgraphError) -> JSONResponse:
-        shown = public(e)  # no server path in what a client reads
-        response = error_response(e.code, shown["message"], e.http_status, shown["details"])
-        if "retry_after" in e.details:  # RATE_LIMITED, QUOTA_EXCEEDED, QUEUE_FULL: when to try again
-            response.headers["Retry-After"] = str(e.details["retry_after"])
-        if e.code == "UNAUTHENTICATED":
-            response.headers["WWW-Authenticate"] = 'Bearer realm="adgraph"'
-        return response
+        return domain_response(e)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:

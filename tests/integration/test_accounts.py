@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +243,69 @@ def test_an_idempotency_key_replays_the_first_answer_and_makes_one_job(server, a
     up2 = a.upload(FISH, headers={"Idempotency-Key": "up-1"})
     assert up1.status_code == up2.status_code == 201 and up1.json() == up2.json()
     wait_for(a.http, first.json()["id"])
+
+
+def test_concurrent_copies_of_a_request_with_one_idempotency_key_make_one_job(server, a_job) -> None:
+    """A client that retries before its first try was answered (a timeout on a slow link) gets the one
+    job, not one per copy."""
+    live, keys = server
+    b = Client(live.base_url, keys["b"]["key"])
+    photo = b.upload().json()["id"]
+    before = {j["id"] for j in b.http.get("/v1/jobs?limit=200").json()["jobs"]}
+    start = threading.Barrier(8)
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=live.base_url, headers=b.http.headers, timeout=60) as http:
+            start.wait()
+            body = {"workflow": "ad", "input": {"product_image": photo, "headline": "동시에"}}
+            return http.post("/v1/jobs", json=body, headers={"Idempotency-Key": "retry-storm"})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    made = {j["id"] for j in b.http.get("/v1/jobs?limit=200").json()["jobs"]} - before
+    assert made == {answers[0].json()["id"]}
+    wait_for(b.http, answers[0].json()["id"])
+
+
+def test_concurrent_submissions_cannot_pass_a_keys_quota_together(server, a_job) -> None:
+    live, keys = server
+    key = make_key(live.settings.data_dir, "shop-e", "--max-running", "2")
+    e = Client(live.base_url, key["key"])
+    photo = e.upload().json()["id"]
+    start = threading.Barrier(6)
+
+    def send(_: int) -> httpx.Response:
+        with httpx.Client(base_url=live.base_url, headers=e.http.headers, timeout=60) as http:
+            start.wait()
+            body = {"workflow": "ad", "input": {"product_image": photo, "headline": "한정 수량"}}
+            return http.post("/v1/jobs", json=body)
+
+    with live.faults.gate.closed():  # no job of the burst finishes (and frees a slot) while it is sent
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(send, range(6)))
+    accepted = [r for r in answers if r.status_code == 202]
+    assert len(accepted) == 2, [r.status_code for r in answers]
+    for r in answers:
+        if r.status_code != 202:
+            error_of(r, 429, "QUOTA_EXCEEDED")
+    for r in accepted:
+        assert wait_for(e.http, r.json()["id"])["status"] == "succeeded"
+
+
+def test_an_upload_without_a_key_is_refused_before_its_body_is_sent(server) -> None:
+    """An unauthenticated client cannot make the server read (and spool) megabytes: the 401 comes back
+    while the client has sent only the headers of a 5 MB upload."""
+    live, _ = server
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as s:
+        s.sendall(
+            b"POST /v1/artifacts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 5000000\r\n\r\n"
+        )
+        head = s.recv(65536).decode("latin-1")  # the body is never sent: only an early answer arrives
+    assert head.startswith("HTTP/1.1 401"), head[:200]
+    assert '"UNAUTHENTICATED"' in head
 
 
 def test_a_revoked_key_is_refused_within_seconds(server) -> None:
