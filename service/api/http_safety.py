@@ -191,6 +191,47 @@ def _bracketed(host: str) -> str:
         return host
 
 
+# -- cross-site writes ------------------------------------------------------------------------------------
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class CrossSiteWrites:
+    """A browser's write from another site's page is refused (403 FORBIDDEN) before it reaches a route.
+
+    A "simple" cross-site request (a form post, `fetch` with `text/plain` or multipart) is sent without a
+    CORS preflight; the page cannot read the answer, but the write would be done. With keys on, such a
+    request carries no key (keys travel in headers, never cookies) and is refused anyway; on a server open
+    on loopback (no key yet) it would cancel jobs or fill the store from any web page. Browsers say where a
+    request comes from (`Origin`, `Sec-Fetch-Site`): a write is let through when it names no origin (not
+    from a browser: curl, the SDKs), its own (this server's page) or one in ADGRAPH_CORS_ORIGINS. The
+    opaque origin `null` (a sandboxed frame, a file: page, our homepage preview) is another site."""
+
+    def __init__(self, app: ASGIApp, allowed_origins: list[str]) -> None:
+        self.app, self.allowed = app, {o.lower() for o in allowed_origins}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in UNSAFE_METHODS:
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        origin = (headers.get("origin") or "").strip().lower()
+        fetch_site = (headers.get("sec-fetch-site") or "").strip().lower()
+        if origin:
+            own = {f"{scheme}://{(headers.get('host') or '').lower()}" for scheme in ("http", "https")}
+            allowed = origin in own or origin in self.allowed
+        else:  # an old browser without Origin on this request still says whether the site is another
+            allowed = fetch_site not in ("cross-site", "same-site")
+        if allowed:
+            return await self.app(scope, receive, send)
+        response = error_response(
+            "FORBIDDEN",
+            "a write from another site's page is refused; list the origin in ADGRAPH_CORS_ORIGINS to allow it",
+            403,
+            {"origin": origin[:200] or None},
+        )
+        await response(scope, receive, send)
+
+
 # -- request body timeout --------------------------------------------------------------------------------
 
 
@@ -280,8 +321,9 @@ CORS_METHODS = ["GET", "HEAD", "POST", "DELETE"]
 
 def install(app: FastAPI, settings: Settings) -> None:
     """The middlewares, outermost first: security headers (around everything, 500s included), trusted
-    hosts, CORS (only with ADGRAPH_CORS_ORIGINS), the body timeout."""
+    hosts, CORS (only with ADGRAPH_CORS_ORIGINS), cross-site writes refused, the body timeout."""
     app.add_middleware(BodyTimeout, idle_s=settings.body_timeout_s, min_rate=settings.body_min_rate)
+    app.add_middleware(CrossSiteWrites, allowed_origins=settings.cors_origins)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -282,9 +282,9 @@ def test_concurrent_submissions_cannot_pass_a_keys_quota_together(server, a_job)
             body = {"workflow": "ad", "input": {"product_image": photo, "headline": "한정 수량"}}
             return http.post("/v1/jobs", json=body)
 
-    with live.faults.gate.closed():  # no job of the burst finishes (and frees a slot) while it is sent
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(send, range(6)))
+    # no job of the burst finishes (and frees a slot) while it is sent
+    with live.faults.gate.closed(), ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(send, range(6)))
     accepted = [r for r in answers if r.status_code == 202]
     assert len(accepted) == 2, [r.status_code for r in answers]
     for r in answers:

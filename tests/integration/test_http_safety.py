@@ -30,7 +30,7 @@ from starlette.testclient import TestClient
 from service.api.http_safety import LINGER_S, attachment, default_trusted_hosts, uvicorn_options
 from service.app import create_app
 from service.settings import Settings
-from tests.integration.api_support import Faults, LiveServer, error_of, sse_events
+from tests.integration.api_support import Faults, LiveServer, error_of, sse_events, wait_for
 from tests.support import PHOTOS, wait_until
 
 pytestmark = pytest.mark.integration
@@ -164,6 +164,34 @@ def test_cors_preflight_answers_a_listed_origin_and_refuses_any_other(http) -> N
     assert {"x-request-id", "retry-after"} <= exposed
     other = http.get("/v1/workflows", headers={"Origin": "https://evil.example"})
     assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+
+def test_a_simple_cross_site_write_is_refused_and_changes_nothing(server, http, photo) -> None:
+    """The server runs open (no key), so a page on any site could send a form post or a text/plain fetch
+    (no preflight) to cancel a job or store a file: refused, while this server's own pages, a listed origin
+    and clients that are no browser write as before."""
+    body = {"workflow": "ad", "input": {"product_image": photo["id"], "headline": "새 메뉴"}}
+    job = http.post("/v1/jobs", json=body).json()
+    jobs_before = http.get("/v1/jobs").json()["jobs"]
+    for headers in (
+        {"Origin": "https://evil.example", "Content-Type": "text/plain"},
+        {"Origin": "null", "Content-Type": "text/plain"},  # a sandboxed frame
+        {"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},  # no Origin, but a browser's
+    ):
+        cancel = http.post(f"/v1/jobs/{job['id']}/cancel", content=b"{}", headers=headers)
+        assert error_of(cancel, 403, "FORBIDDEN")["message"].count("ADGRAPH_CORS_ORIGINS") == 1
+        form = {"file": ("x.png", BANANA, "image/png")}
+        upload = http.post("/v1/artifacts", files=form, headers={"Origin": headers.get("Origin", "null")})
+        error_of(upload, 403, "FORBIDDEN")
+        text = json.dumps(body)
+        error_of(http.post("/v1/jobs", content=text, headers=headers), 403, "FORBIDDEN")
+    assert {j["id"] for j in http.get("/v1/jobs").json()["jobs"]} == {j["id"] for j in jobs_before}
+    own = f"http://127.0.0.1:{server.port}"
+    for origin in (own, STUDIO):
+        form = {"file": ("x.png", BANANA, "image/png")}
+        r = http.post("/v1/artifacts", files=form, headers={"Origin": origin})
+        assert r.status_code == 201, (origin, r.text)
+    assert wait_for(http, job["id"])["status"] == "succeeded"  # never cancelled
 
 
 def test_cors_is_off_unless_origins_are_listed(tmp_path) -> None:
