@@ -83,8 +83,10 @@ def public(error: AdgraphError) -> dict[str, Any]:
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return without_paths(value)
-    if isinstance(value, list):
-        return [without_paths(v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
     return value
 
 

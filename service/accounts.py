@@ -6,12 +6,14 @@ resulting `Caller` to the application layer, which checks scopes and tenants in 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +73,25 @@ def server_secret(settings: Any) -> bytes:
         return settings.secret.get_secret_value().encode()
     path = Path(settings.data_dir) / "secret.key"
     if not path.exists():
+        # written whole under another name, then linked into place: two processes starting at once get
+        # the same secret (the second's link fails, and it reads the first's), and none reads a half file
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise AdgraphError(
+            "INTERNAL", "secret.key in the data dir is empty or short: delete it (all keys must be remade)"
+        )
+    return secret.encode()
 
 
 def _digest(secret: bytes, key: str) -> str:
