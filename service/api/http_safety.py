@@ -225,7 +225,7 @@ class CrossSiteWrites:
             return await self.app(scope, receive, send)
         response = error_response(
             "FORBIDDEN",
-            "a write from another site's page is refused; list the origin in ADGRAPH_CORS_ORIGINS to allow it",
+            "a write from another site's page is refused (list its origin in ADGRAPH_CORS_ORIGINS)",
             403,
             {"origin": origin[:200] or None},
         )
