@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +113,7 @@ class Jobs:
         self.accounts = Accounts(store, settings)
         self.limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
         self._admission: dict[str, asyncio.Lock] = {}  # per key with a quota: see _admitted
+        self._streams: dict[str, int] = {}  # event streams open per key: see stream_slot
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -509,6 +510,29 @@ class Jobs:
                         break
         finally:
             self.bus.unsubscribe(job.id, wake)
+
+    @contextlib.contextmanager
+    def stream_slot(self, caller: Caller) -> Iterator[None]:
+        """One of the event streams `caller`'s key may hold open at once (ADGRAPH_MAX_STREAMS_PER_KEY),
+        held for the block; past the cap RATE_LIMITED, so one client opening streams in a loop cannot take
+        every connection of the server. A door takes it before its stream's first byte is sent."""
+        who = caller.key_id or f"tenant:{caller.tenant}"
+        open_now = self._streams.get(who, 0)
+        if open_now >= self.settings.max_streams_per_key:
+            raise AdgraphError(
+                "RATE_LIMITED",
+                f"this key has {open_now} event streams open, its limit (ADGRAPH_MAX_STREAMS_PER_KEY); "
+                "close one or poll the job instead",
+                retry_after=5,
+            )
+        self._streams[who] = open_now + 1
+        try:
+            yield
+        finally:
+            if (left := self._streams[who] - 1) > 0:
+                self._streams[who] = left
+            else:
+                del self._streams[who]
 
     def _lease(self, run_here: bool) -> tuple[str, float] | None:
         if not run_here:

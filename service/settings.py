@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         "memory://", description="Where request counts live: memory:// (per process) or redis://HOST:PORT."
     )
     max_queue: int = Field(10_000, ge=1, description="Queued jobs past which submissions get QUEUE_FULL.")
+    max_streams_per_key: int = Field(
+        50, ge=1, description="Event streams one key may hold open at once; past it RATE_LIMITED."
+    )
     job_ttl_days: float | None = Field(
         None,
         gt=0,

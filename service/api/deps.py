@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -77,5 +77,15 @@ async def _job(job_id: str, jobs: JobsDep, caller: CallerDep) -> Job:
 
 
 ExistingJob = Annotated[Job, Depends(_job)]
+
+
+async def _stream_slot(jobs: JobsDep, caller: CallerDep) -> AsyncIterator[None]:
+    with jobs.stream_slot(caller):  # released once the response, the whole stream, has been sent
+        yield
+
+
+StreamSlot = Annotated[None, Depends(_stream_slot)]
+"""One of the caller's key's event streams (RATE_LIMITED past ADGRAPH_MAX_STREAMS_PER_KEY), taken
+before the stream starts."""
 """The job named in the path, if the caller may see it (JOB_NOT_FOUND before a response starts: streams
 need it checked first)."""

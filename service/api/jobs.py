@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from service.api.deps import CallerDep, ExistingJob, JobsDep
+from service.api.deps import CallerDep, ExistingJob, JobsDep, StreamSlot
 from service.schemas import (
     BranchCreate,
     CheckpointDetail,
@@ -119,6 +119,7 @@ async def events(
     job: ExistingJob,
     jobs: JobsDep,
     caller: CallerDep,
+    _slot: StreamSlot,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Node started/finished, progress and the job's end, as Server-Sent Events; reconnect with

@@ -5,6 +5,7 @@ rate limits, quotas, the queue's cap and idempotent submissions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 BANANA = (PHOTOS / "banana.png").read_bytes()
 FISH = (PHOTOS / "dried_fish_plate.png").read_bytes()
+STREAMS = 3  # event streams a key may hold open at once
 
 
 def adgraph(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -83,7 +85,13 @@ def server(tmp_path_factory) -> Iterator[tuple[LiveServer, dict[str, dict[str, A
         "admin": make_key(data_dir, "ops", "--scope", "admin"),
         "slow": make_key(data_dir, "shop-c", "--rate", "5/minute"),
     }
-    settings = Settings(data_dir=data_dir, database_url=None, checkpoint_url=None, max_concurrent_jobs=1)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=None,
+        checkpoint_url=None,
+        max_concurrent_jobs=1,
+        max_streams_per_key=STREAMS,
+    )
     live = LiveServer(settings, Faults())
     live.start()
     try:
@@ -292,6 +300,36 @@ def test_concurrent_submissions_cannot_pass_a_keys_quota_together(server, a_job)
             error_of(r, 429, "QUOTA_EXCEEDED")
     for r in accepted:
         assert wait_for(e.http, r.json()["id"])["status"] == "succeeded"
+
+
+def test_a_key_holds_only_so_many_event_streams_open_and_gets_a_slot_back_when_one_closes(
+    server, a_job
+) -> None:
+    live, keys = server
+    b = Client(live.base_url, keys["b"]["key"])
+    photo = b.upload().json()["id"]
+    with live.faults.gate.closed() as gate:
+        job = b.submit(photo).json()  # held in background: its streams stay open
+        assert gate.entered.wait(60)
+        url = f"{live.base_url}/v1/jobs/{job['id']}/events"
+        with contextlib.ExitStack() as streams:
+            for _ in range(STREAMS):
+                r = streams.enter_context(b.http.stream("GET", url))
+                assert r.status_code == 200
+            over = b.http.get(url)
+            assert error_of(over, 429, "RATE_LIMITED")["message"].count("ADGRAPH_MAX_STREAMS_PER_KEY") == 1
+            assert over.headers["retry-after"]
+            admin = Client(live.base_url, keys["admin"]["key"])  # another key is not held back by it
+            with admin.http.stream("GET", url) as other:
+                assert other.status_code == 200
+
+        # the streams closed: their slots come back once the server has seen them go
+        def streams_again() -> bool:
+            with b.http.stream("GET", url) as r:
+                return r.status_code == 200
+
+        wait_until(streams_again, timeout=30, what="a closed stream's slot to come back")
+    assert wait_for(b.http, job["id"])["status"] == "succeeded"
 
 
 def test_an_upload_without_a_key_is_refused_before_its_body_is_sent(server) -> None:
