@@ -21,6 +21,8 @@ class BiRefNetSegmenter:
 
     def __init__(self, runtime: Any, *, model: str = "birefnet", resolution: int = 1024) -> None:
         self.runtime, self.model, self.resolution = runtime, model, resolution
+        self.version = f"{self.name}/{model}/{resolution}"
+        """A cache key's part: the weights are the model directory configured under that name."""
 
     async def segment(self, photo: Image.Image) -> Image.Image:
         """Return the product matte: mode "L", same size as `photo`, 255 = product. Resizing and

@@ -20,8 +20,17 @@ class ArtifactStore(Protocol):
     async def open_image(self, ref: ArtifactRef) -> Image.Image: ...
 
 
+class StepCache(Protocol):
+    """Results of deterministic steps by the hash of what they read (checkpoints.step_cache)."""
+
+    async def get(self, key: str) -> ArtifactRef | None: ...
+    async def put(self, key: str, ref: ArtifactRef) -> None: ...
+
+
 class Segmenter(Protocol):
     name: str
+    version: str
+    """What its matte depends on beyond the photo (the model file, the resolution): part of a cache key."""
 
     async def segment(self, photo: Image.Image) -> Image.Image:
         """Return the product matte: mode "L", same size as `photo`, 255 = product."""
@@ -117,6 +126,11 @@ class AdContext:
     renderer: Renderer
     models: Any = None
     """The GPU model runtime and its clip scorer, when GPU backends are configured (else None)."""
+    cache: StepCache | None = None
+    """Where `segment` keeps cut-outs by photo and backend (None: every run segments)."""
+    scope: str = "local"
+    """Whose cached results this run may reuse: the job's tenant (set per run by the job service), so one
+    tenant's timings never tell it what another uploaded."""
 
 
 _default_context: AdContext | None = None

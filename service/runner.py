@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import inspect
 import logging
@@ -173,6 +174,8 @@ class JobRunner(RemoteRunner):
         try:
             snapshot = await graph.aget_state(thread_config(job.id))
             ctx = self.contexts[job.workflow]
+            if hasattr(ctx, "scope"):  # whose cached step results the run may reuse: its tenant's
+                ctx = dataclasses.replace(ctx, scope=job.tenant)
             graph_input = (
                 None
                 if snapshot.values
@@ -337,11 +340,14 @@ class _JobRecord:
         for n in reversed(self.nodes):
             if n["name"] == data["name"] and n["status"] == "running":
                 n.update(status=data["status"], seconds=data["seconds"])
+                if data.get("cached"):
+                    n["cached"] = True
                 break
         timing = None
         if data["status"] == "succeeded":
             self.progress.finish(data["name"])
-            timing = (self.job.workflow, data["name"], data["seconds"])
+            if not data.get("cached"):  # a cache hit's few ms would make the ETA of real work too short
+                timing = (self.job.workflow, data["name"], data["seconds"])
         snap = self.progress.snapshot(f"{data['name']} {data['status']}")
         event = {**data, "finished_at": finished_at, "progress": snap}
         values = {"progress": snap, "nodes": self.nodes}

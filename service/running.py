@@ -58,6 +58,7 @@ async def run_job(
     result = RunResult(job_id=job_id, parent=(config.get("metadata") or {}).get("parent"))
     started: dict[str, float] = {}
     running: list[str] = []  # nodes started and not finished; a node's custom events are credited to it
+    cached: set[str] = set()  # running nodes that said they reused a cached result
 
     async def emit(kind: str, data: dict[str, Any]) -> None:
         if listener is not None and inspect.isawaitable(out := listener(kind, data)):
@@ -88,9 +89,14 @@ async def run_job(
                     "interrupted" if isinstance(error, StepCancelled) else "failed" if error else "succeeded"
                 )
                 result.nodes.append({"name": data["name"], "status": status, "seconds": seconds})
+                if data["name"] in cached:
+                    cached.discard(data["name"])
+                    result.nodes[-1]["cached"] = True
                 await emit("node_finished", result.nodes[-1])
             elif mode == "custom":
                 event = _custom_event(data, running[-1] if running else None)
+                if event["type"] == "cached":  # the step reused an earlier result instead of working
+                    cached.add(event["node"])
                 if event["type"] != "progress":  # progress is transient; fallbacks and the like are kept
                     result.events.append(event)
                 await emit(event["type"], event)

@@ -62,6 +62,8 @@ class NodeRun(BaseModel):
     attempt: int
     started_at: str | None
     seconds: float | None
+    cached: bool = False
+    """It reused an earlier result (the same photo's cut-out through the same backend) instead of working."""
 
 
 class ResultArtifact(BaseModel):

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     render_timeout_s: float = Field(20.0, gt=0)
     render_pages: int = Field(2, ge=1, description="Chromium tabs kept warm for rendering at once.")
     onnx_threads: int = Field(2, ge=1)
+    step_cache: bool = Field(
+        True,
+        description="Reuse a photo's cut-out (same photo, same segment backend, same tenant) instead of "
+        "segmenting it again.",
+    )
     database_url: str | None = Field(
         None, description="Jobs and events: sqlite:///FILE or postgresql://…; default: SQLite in data_dir."
     )
@@ -241,6 +246,10 @@ class Settings(BaseSettings):
     @cached_property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def step_cache_dir(self) -> Path:
+        return self.data_dir / "step-cache"
 
     @property
     def checkpoints(self) -> str:

@@ -17,6 +17,7 @@ from agents.llm import LLMConfig, Usage, open_chat_model
 from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
 from checkpoints.artifacts import FileArtifactStore
+from checkpoints.step_cache import FileStepCache
 from gpu_runtime.birefnet import BiRefNetSegmenter
 from gpu_runtime.clip import ClipScorer
 from gpu_runtime.flux import FluxBackdrop, flux_defaults
@@ -308,8 +309,10 @@ def make_ad_context(
             LLMDesigner(chat, fonts, usage),
             LLMDeveloper(chat, usage),
         )
+    artifacts = artifacts or FileArtifactStore(settings.artifacts_dir)
     return AdContext(
-        artifacts=artifacts or FileArtifactStore(settings.artifacts_dir),
+        artifacts=artifacts,
+        cache=FileStepCache(settings.step_cache_dir, artifacts) if settings.step_cache else None,
         segmenter=BiRefNetSegmenter(runtime, resolution=settings.birefnet_resolution)
         if gpu.get("segment")
         else U2NetPSegmenter(threads=settings.onnx_threads),

@@ -8,6 +8,8 @@ first use and kept warm; inference runs in a worker thread so the event loop sta
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import importlib.util
 import os
 import threading
@@ -57,6 +59,14 @@ class U2NetPSegmenter:
     @property
     def model_path(self) -> Path | None:
         return self._model_path
+
+    @functools.cached_property
+    def version(self) -> str:
+        """The model file's content hash: another file, another matte (a cache key's part)."""
+        path = self._model_path
+        if path is None or not path.is_file():
+            return self.name  # segment() will say the model is missing
+        return f"{self.name}/{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
     @property
     def loaded(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import socket
@@ -18,18 +19,21 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image, ImageOps
 
 from service.accounts import Accounts
 from service.db import make_engine, migrate
 from service.settings import Settings
 from service.store import JobStore
 from tests.integration.api_support import Faults, LiveServer, error_of, sse_events, wait_for
-from tests.support import ADGRAPH, PHOTOS, wait_until
+from tests.support import ADGRAPH, PHOTOS, png_bytes, wait_until
 
 pytestmark = pytest.mark.integration
 
 BANANA = (PHOTOS / "banana.png").read_bytes()
 FISH = (PHOTOS / "dried_fish_plate.png").read_bytes()
+# a photo no other test of this module uploads: the fish plate mirrored (other bytes, a real product)
+CAKE = png_bytes(ImageOps.mirror(Image.open(PHOTOS / "dried_fish_plate.png").convert("RGB")))
 STREAMS = 3  # event streams a key may hold open at once
 
 
@@ -344,6 +348,45 @@ def test_an_upload_without_a_key_is_refused_before_its_body_is_sent(server) -> N
         head = s.recv(65536).decode("latin-1")  # the body is never sent: only an early answer arrives
     assert head.startswith("HTTP/1.1 401"), head[:200]
     assert '"UNAUTHENTICATED"' in head
+
+
+def segment_of(job: dict[str, Any]) -> dict[str, Any]:
+    return next(n for n in job["nodes"] if n["name"] == "segment")
+
+
+def test_a_photo_is_cut_out_once_per_tenant_and_again_once_its_cutout_is_gone(server) -> None:
+    """The second ad of a photo reuses its cut-out (`cached` in the job's nodes, the same file, an ad as
+    good); another tenant with the same bytes gets its own work (no timing says what others uploaded);
+    once the jobs holding the cut-out are deleted, the next job cuts it out again."""
+    live, keys = server
+    a, b = Client(live.base_url, keys["a"]["key"]), Client(live.base_url, keys["b"]["key"])
+    photo = a.upload(CAKE).json()["id"]
+    first = wait_for(a.http, a.submit(photo).json()["id"])
+    second = wait_for(a.http, a.submit(photo).json()["id"])
+    assert first["status"] == second["status"] == "succeeded"
+    assert not segment_of(first)["cached"] and segment_of(second)["cached"]
+    assert second["result"]["cutout"]["id"] == first["result"]["cutout"]["id"]
+    assert [n["name"] for n in second["nodes"]] == [n["name"] for n in first["nodes"]]
+    assert not any(n["cached"] for n in second["nodes"] if n["name"] != "segment")
+    ad = Image.open(io.BytesIO(a.http.get(second["result"]["ad"]["url"]).content))
+    assert ad.size == (1080, 1080)
+
+    b_photo = b.upload(CAKE).json()["id"]
+    assert b_photo == photo  # the same bytes, one file on disk
+    theirs = wait_for(b.http, b.submit(b_photo).json()["id"])
+    assert theirs["status"] == "succeeded" and not segment_of(theirs)["cached"]
+
+    for job in (first, second):
+        assert a.http.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    # B's job may hold the very same cut-out file (the same bytes): then it stays, and A reuses it
+    again = wait_for(a.http, a.submit(photo).json()["id"])
+    assert again["status"] == "succeeded"
+    assert a.http.get(again["result"]["cutout"]["url"]).status_code == 200
+    assert b.http.delete(f"/v1/jobs/{theirs['id']}").status_code == 204
+    assert a.http.delete(f"/v1/jobs/{again['id']}").status_code == 204
+    fresh = wait_for(a.http, a.submit(photo).json()["id"])
+    assert fresh["status"] == "succeeded" and not segment_of(fresh)["cached"]
+    assert a.http.get(fresh["result"]["cutout"]["url"]).status_code == 200
 
 
 def test_a_revoked_key_is_refused_within_seconds(server) -> None:
