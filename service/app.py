@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
-from service import observability
+from service import mcp, observability, web
 from service.api import artifacts, errors, evaluations, http_safety, jobs, meta
 from service.jobs import open_service
 from service.settings import Settings
@@ -19,12 +20,15 @@ def create_app(settings: Settings | None = None, *, components: Any = None, run_
     (`adgraph worker`, started by `adgraph serve`) run them and the app only serves HTTP.
     `components`: in place of `service.wiring.open_components` (tests wrap the real one)."""
     settings = settings or Settings()
+    # MCP at /mcp (service/mcp): built per app, since its session manager runs once; entered by the lifespan
+    mcp_app, mcp_sessions = mcp.http_door(settings, lambda: app.state.jobs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_service(
-            settings, run_jobs=run_jobs, worker=run_jobs, components=components
-        ) as service:
+        async with (
+            open_service(settings, run_jobs=run_jobs, worker=run_jobs, components=components) as service,
+            mcp_sessions.run(),
+        ):
             app.state.jobs = service
             app.state.metrics = meta.Metrics()
             yield
@@ -38,9 +42,15 @@ def create_app(settings: Settings | None = None, *, components: Any = None, run_
         redirect_slashes=False,
     )
     errors.install(app)
-    for router in (artifacts.router, jobs.router, meta.router, evaluations.router):
+    for router in (artifacts.router, jobs.router, meta.router, evaluations.router, web.router):
         app.include_router(router)
-    app.add_middleware(artifacts.UploadLimit, limit=settings.max_upload_bytes)
+    # POST /mcp itself, not a mount (a mount 307s /mcp to /mcp/, and answers unknown paths in plain text)
+    app.router.routes.append(Route(mcp.PATH, mcp_app))
+    app.add_middleware(
+        artifacts.UploadLimit,
+        limit=settings.max_upload_bytes,
+        json_limits={mcp.PATH: mcp.body_limit(settings)},  # a photo as base64 in a tool call
+    )
     # request ids around everything, a span per request when tracing is on: before http_safety, whose
     # wrapper of the stack would hide Starlette's own from OpenTelemetry's (it wraps that one, or nothing)
     observability.instrument(app)

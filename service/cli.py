@@ -584,6 +584,28 @@ def worker() -> None:
 
 
 @app.command()
+def mcp(
+    url: Annotated[
+        str | None,
+        typer.Option(help="A server's MCP endpoint, e.g. http://127.0.0.1:8000/mcp; unset: run here."),
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(envvar="ADGRAPH_API_KEY", help="The API key for --url (or ADGRAPH_API_KEY).")
+    ] = None,
+) -> None:
+    """MCP over stdio for a desktop client: relayed to a server (--url, --key) or the embedded service."""
+    import logging
+
+    from service.mcp import stdio
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # stdout carries MCP messages only
+    if url is None:
+        asyncio.run(stdio.serve_embedded(_settings()))
+    else:
+        asyncio.run(stdio.relay(url, key))
+
+
+@app.command()
 def submit(
     product: Annotated[Path, typer.Option(help="The product photo.")],
     headline: Annotated[str, typer.Option()],

@@ -511,6 +511,37 @@ class Jobs:
         finally:
             self.bus.unsubscribe(job.id, wake)
 
+    # -- looking at a stored image (MCP's analyze_image and calculate_clip_score) ----------------------
+
+    async def analyze_image(self, caller: Caller, artifact_id: str) -> Any:
+        """What the ad's text layer would learn about a stored image (a `SceneAnalysis`): the product's box
+        (from this process's segmenter), free regions, colours and brightness (the embedded measurements)."""
+        from checkpoints.ingest import require_image
+        from kernel.models import Box, Placement
+        from nodes.backends.stats import analyze_scene
+
+        ref = require_image(await self.artifact(caller, artifact_id), "image")
+        ctx = self.components.contexts.get("ad")
+        if ctx is None:
+            raise AdgraphError("MODEL_UNAVAILABLE", "this process runs no jobs, so it has no segmenter")
+        image = (await self.components.artifacts.open_image(ref)).convert("RGB")
+        matte = await ctx.segmenter.segment(image)
+        w, h = image.size
+        x0, y0, x1, y1 = matte.point(lambda v: 255 if v >= 128 else 0).getbbox() or (0, 0, w, h)
+        box = Box(x=x0, y=y0, w=x1 - x0, h=y1 - y0)
+        placement = Placement(scale=1.0, x=0, y=0, product_box=box, text_area=Box(x=0, y=0, w=0, h=0))
+        return await asyncio.to_thread(analyze_scene, image, placement)
+
+    async def clip_score(self, caller: Caller, artifact_id: str, text: str) -> tuple[float, str]:
+        """(CLIP score of a stored image against `text`, the model's id); MODEL_UNAVAILABLE without CLIP."""
+        from checkpoints.ingest import require_image
+
+        ref = require_image(await self.artifact(caller, artifact_id), "image")
+        image = await self.components.artifacts.open_image(ref)
+        models = self.components.models
+        score = await models.require_clip().score(image, text)
+        return score, models.located["clip"].info.repo_id
+
     @contextlib.contextmanager
     def stream_slot(self, caller: Caller) -> Iterator[None]:
         """One of the event streams `caller`'s key may hold open at once (ADGRAPH_MAX_STREAMS_PER_KEY),

@@ -98,14 +98,17 @@ class UploadLimit:
         limit: int,
         paths: tuple[str, ...] = ("/v1/artifacts", "/v1/evaluations/clip-score"),
         json_limit: int = 2**20,
+        json_limits: dict[str, int] | None = None,
     ) -> None:
         self.app, self.limit, self.paths, self.json_limit = app, limit, paths, json_limit
+        self.json_limits = json_limits or {}
+        """JSON bodies of these paths may be larger (MCP's /mcp carries photos as base64)."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         upload = scope["path"].rstrip("/") in self.paths
-        limit = self.limit + self.SLACK if upload else self.json_limit
+        limit = self.limit + self.SLACK if upload else self.json_limits.get(scope["path"], self.json_limit)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
             return await self._refuse(upload, scope, receive, send)
