@@ -3,6 +3,10 @@
 1. A tool call against the same REST call: `check_generation_status(job_id)` over one Streamable HTTP
    session against `GET /v1/jobs/{id}` over one keep-alive connection, same key, same job; alternated in
    rounds so the machine's noise falls on both alike. Target: MCP median - REST median <= 10 ms.
+   Two MCP clients: the SDK's 1.x `ClientSession` as it ships (it re-checks the tool's output schema
+   against the JSON Schema metaschema on every call, ~8 ms of client CPU: python-sdk#3133), and the same
+   session validating with a validator compiled once per tool, as the SDK's own client does since 2.x (and
+   the TypeScript SDK of desktop clients, with ajv). The second is the door's own cost.
 2. How late `wait_for_job` delivers a node's finish: for each `node_finished` of a real ad job, the time
    its progress notification reaches the client minus the `finished_at` the runner stamped just before
    storing the event; against the same measure on the REST door's SSE stream of another ad job (the
@@ -29,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -45,6 +50,30 @@ from service.settings import Settings  # noqa: E402
 from service.store import JobStore  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "photos" / "banana.png"
+
+
+class CachingClientSession(ClientSession):
+    """The 1.x client session, validating structured output with one compiled validator per tool (the 2.x
+    SDK's behaviour) instead of a one-shot `jsonschema.validate` per call."""
+
+    _validators: dict[str, Any]
+
+    async def _validate_tool_result(self, name: str, result: Any) -> None:
+        from jsonschema.validators import validator_for
+
+        validators = self.__dict__.setdefault("_validators", {})
+        if name not in validators:
+            if name not in self._tool_output_schemas:
+                await self.list_tools()
+            schema = self._tool_output_schemas.get(name)
+            if schema is None:
+                validators[name] = None
+            else:
+                cls = validator_for(schema)
+                cls.check_schema(schema)
+                validators[name] = cls(schema)
+        if (validator := validators[name]) is not None:
+            validator.validate(result.structuredContent)
 
 
 def start_server(settings: Settings) -> tuple[str, uvicorn.Server, threading.Thread]:
@@ -87,10 +116,14 @@ async def run(calls: int, rounds: int, n_jobs: int) -> None:
             async with (
                 httpx.AsyncClient(base_url=url, headers=auth, timeout=300) as rest,
                 httpx.AsyncClient(headers=auth, timeout=httpx.Timeout(60, read=300)) as http,
+                httpx.AsyncClient(headers=auth, timeout=httpx.Timeout(60, read=300)) as http2,
                 streamable_http_client(url + "/mcp", http_client=http) as (read, write, _),
                 ClientSession(read, write) as mcp,
+                streamable_http_client(url + "/mcp", http_client=http2) as (read2, write2, _),
+                CachingClientSession(read2, write2) as cached,
             ):
                 await mcp.initialize()
+                await cached.initialize()
                 job = await mcp.call_tool("generate_ad_image", {"product_image": photo, "text_content": "x"})
                 job_id = job.structuredContent["id"]
                 await mcp.call_tool("wait_for_job", {"job_id": job_id, "timeout_s": 300})
@@ -98,22 +131,26 @@ async def run(calls: int, rounds: int, n_jobs: int) -> None:
                 # 1. overhead per call
                 rest_ms: list[float] = []
                 mcp_ms: list[float] = []
+                cached_ms: list[float] = []
                 for _ in range(rounds):
                     for _ in range(calls):
                         t = time.perf_counter()
                         r = await rest.get(f"/v1/jobs/{job_id}")
                         rest_ms.append((time.perf_counter() - t) * 1000)
                         assert r.status_code == 200
-                    for _ in range(calls):
-                        t = time.perf_counter()
-                        res = await mcp.call_tool("check_generation_status", {"job_id": job_id})
-                        mcp_ms.append((time.perf_counter() - t) * 1000)
-                        assert not res.isError
-                r50, m50 = statistics.median(rest_ms), statistics.median(mcp_ms)
+                    for session, times in ((mcp, mcp_ms), (cached, cached_ms)):
+                        for _ in range(calls):
+                            t = time.perf_counter()
+                            res = await session.call_tool("check_generation_status", {"job_id": job_id})
+                            times.append((time.perf_counter() - t) * 1000)
+                            assert not res.isError and res.structuredContent["id"] == job_id
+                r50, m50, c50 = (statistics.median(x) for x in (rest_ms, mcp_ms, cached_ms))
                 print(f"1. one status read, {calls} x {rounds} rounds each (median, p90):")
-                print(f"  REST GET /v1/jobs/ID               {r50:.2f} ms  {_p90(rest_ms):.2f} ms")
-                print(f"  MCP check_generation_status        {m50:.2f} ms  {_p90(mcp_ms):.2f} ms")
-                print(f"  MCP overhead                       {m50 - r50:.2f} ms   (target <= 10 ms)")
+                print(f"  REST GET /v1/jobs/ID                    {r50:.2f} ms  {_p90(rest_ms):.2f} ms")
+                print(f"  MCP, SDK 1.x client as shipped          {m50:.2f} ms  {_p90(mcp_ms):.2f} ms")
+                print(f"  MCP, client with a compiled validator   {c50:.2f} ms  {_p90(cached_ms):.2f} ms")
+                print(f"  MCP overhead, client as shipped         {m50 - r50:.2f} ms")
+                print(f"  MCP overhead, the door's own            {c50 - r50:.2f} ms   (target <= 10 ms)")
 
                 # 2. delivery latency of node_finished
                 mcp_late: list[float] = []
