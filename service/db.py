@@ -72,9 +72,13 @@ class Job(Base):
     """Whose job it is: only that tenant (and an admin key) sees it."""
     key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """The API key that made it (None: the CLI, or before keys existed); its running-job quota counts it."""
+    thread_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The thread (a line of jobs, `Thread`) it was run on; None: its own thread, whose id is the job's.
+    The jobs of one thread run one after another, in the order they were made."""
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_thread_created", "thread_id", "created_at"),
         Index("ix_jobs_tenant_created", "tenant", "created_at"),
         Index("ix_jobs_key_status", "key_id", "status"),
     )
@@ -88,6 +92,27 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Thread(Base):
+    """A line of jobs made one after another on the same work, as the LangGraph API's thread: its first
+    job, the branches forked from its checkpoints, the runs that resumed it. A job made by another door
+    has no row: it is a thread of its own, with the job's id."""
+
+    __tablename__ = "threads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    graph_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The workflow of its jobs, once known (given at creation, or by its first run)."""
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The client's own metadata."""
+    staged: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Forks staged by `update_state` and not run yet: {checkpoint_id, job_id, source, values, as_node}."""
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_threads_tenant_updated", "tenant", "updated_at"),)
 
 
 class NodeTiming(Base):

@@ -220,10 +220,17 @@ class Jobs:
     # -- jobs ----------------------------------------------------------------------------------------
 
     async def submit(
-        self, caller: Caller, workflow: str, raw: dict[str, Any], *, run_here: bool = False
+        self,
+        caller: Caller,
+        workflow: str,
+        raw: dict[str, Any],
+        *,
+        run_here: bool = False,
+        thread_id: str | None = None,
     ) -> Job:
         """Queue a job; with `run_here`, hold it for this process to `run` (the CLI). Its input is checked
-        first — a job that exists can run — and so are the key's quota and the queue's depth."""
+        first — a job that exists can run — and so are the key's quota and the queue's depth. On a
+        `thread_id` (service/threads.py) it runs after the thread's earlier jobs."""
         caller.require("submit")
         wf = get_workflow(workflow)
         opts = parse(wf.input_model, raw)
@@ -239,6 +246,7 @@ class Jobs:
                 tenant=caller.tenant,
                 key_id=caller.key_id,
                 artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
+                thread_id=thread_id,
             )
         self.runner.wake()
         return job
@@ -352,16 +360,22 @@ class Jobs:
         from_node: str | None = None,
         changes: dict[str, Any] | None = None,
         run_here: bool = False,
+        thread_id: str | None = None,
+        same_input: bool = False,
     ) -> Job:
         """A new job from one of this job's checkpoints (by id, or the one after `from_node`) with some
         inputs changed; this job is untouched. A change the checkpoint
         has already used (a new prompt after `background` ran) is refused, naming where to branch from.
-        The new job belongs to the source job's tenant."""
+        The new job belongs to the source job's tenant. `same_input`: no change is needed (the nodes after
+        the checkpoint run again on the same state: LangGraph's fork of a checkpoint as it is).
+        `thread_id`: the thread it runs on, after that thread's earlier jobs."""
         job = await self._job(caller, job_id, "submit")
         wf = WORKFLOWS[job.workflow]
         graph = self.graphs[wf.name]
         source = await _snapshot(graph, job, wf, checkpoint_id=checkpoint_id, node=from_node)
-        opts, overrides = await asyncio.to_thread(branch_input, wf, source, changes or {}, self.components)
+        opts, overrides = await asyncio.to_thread(
+            branch_input, wf, source, changes or {}, self.components, same_input
+        )
         new_id = new_job_id()
         from_checkpoint = source.config["configurable"]["checkpoint_id"]
         parent = {"job_id": job.id, "checkpoint_id": from_checkpoint}
@@ -377,6 +391,7 @@ class Jobs:
                 key_id=caller.key_id,
                 # the files of the state it starts from are its own: deleting its parent keeps them
                 artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
+                thread_id=thread_id,
             )
         self.runner.wake()
         return child
@@ -462,12 +477,15 @@ class Jobs:
 
     # -- what a job made -----------------------------------------------------------------------------
 
-    async def checkpoints(self, caller: Caller, job_id: str) -> list[Checkpoint]:
-        """Oldest first, each with the node that wrote it and, where that node made an image, a preview."""
+    async def checkpoints(
+        self, caller: Caller, job_id: str, *, with_values: bool = False
+    ) -> list[Checkpoint]:
+        """Oldest first, each with the node that wrote it and, where that node made an image, a preview
+        (and with `with_values`, the state there)."""
         job = await self._job(caller, job_id, "read")
         wf = WORKFLOWS[job.workflow]
         snaps = [s async for s in self.graphs[wf.name].aget_state_history(thread_config(job.id))]
-        return [_checkpoint(wf, s) for s in reversed(snaps)]
+        return [_checkpoint(wf, s, with_values=with_values) for s in reversed(snaps)]
 
     async def checkpoint(self, caller: Caller, job_id: str, checkpoint_id: str) -> Checkpoint:
         """One checkpoint with the state as it was there (images as artifact references)."""
@@ -574,7 +592,7 @@ class Jobs:
 
 
 def branch_input(
-    wf: Workflow, source: Any, changes: dict[str, Any], tools: Tools
+    wf: Workflow, source: Any, changes: dict[str, Any], tools: Tools, same_input: bool = False
 ) -> tuple[BaseModel, dict[str, Any]]:
     """A branch's validated input (the source checkpoint's, with `changes`: a field left out keeps its
     value, `None` clears one that may be empty) and the state keys it changes there (blocking: file
@@ -591,7 +609,7 @@ def branch_input(
     opts = wf.prepare(parse(wf.input_model, {**wf.input_of(source.values), **changes}), tools)
     state = wf.graph_input(opts, tools)
     overrides = {k: v for k, v in state.items() if source.values.get(k) != v}
-    if not overrides:  # it would only run the same nodes again on the same input
+    if not overrides and not same_input:  # it would only run the same nodes again on the same input
         raise AdgraphError(
             "INVALID_INPUT",
             f"nothing to change: the input is the same as at that checkpoint; change one of "

@@ -147,16 +147,17 @@ class CheckpointDetail(CheckpointOut):
 
     @classmethod
     def of(cls, cp: Any) -> CheckpointDetail:
-        return cls(**CheckpointOut.of(cp).model_dump(), values=_jsonable(cp.values or {}))
+        return cls(**CheckpointOut.of(cp).model_dump(), values=jsonable(cp.values or {}))
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Graph state as JSON: models as their JSON, images as artifact references."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 

@@ -8,15 +8,38 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, and_, bindparam, create_engine, delete, func, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlalchemy.pool import StaticPool
 
 from kernel.errors import AdgraphError
-from service.db import ArtifactOwner, IdempotentResponse, Job, JobArtifact, JobEvent, NodeTiming, utcnow
+from service.db import (
+    ArtifactOwner,
+    IdempotentResponse,
+    Job,
+    JobArtifact,
+    JobEvent,
+    NodeTiming,
+    Thread,
+    utcnow,
+)
 from service.owners import orphaned
 
 _JOB_BY_ID = select(Job.__table__).where(Job.id == bindparam("job_id"))
@@ -77,6 +100,7 @@ class JobStore:
         tenant: str = "local",
         key_id: str | None = None,
         artifact_ids: Sequence[str] = (),
+        thread_id: str | None = None,
     ) -> Job:
         """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
         creating process runs itself, like the CLI's: no worker can take it first). `artifact_ids`: files
@@ -99,6 +123,7 @@ class JobStore:
             lease_expires_at=now + dt.timedelta(seconds=lease[1]) if lease else None,
             tenant=tenant,
             key_id=key_id,
+            thread_id=thread_id,
         )
         events: list[Any] = [
             JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
@@ -227,7 +252,19 @@ class JobStore:
         stale = await self._stale_of(job_id) if or_stale and job_id is not None else None
         target: Any = job_id
         if job_id is None:
-            target = select(Job.id).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+            # a job waits for the jobs made before it on its thread (the LangGraph API's enqueued runs)
+            earlier = aliased(Job)
+            ahead = exists().where(
+                earlier.thread_id == Job.thread_id,
+                earlier.status.in_(("queued", "running")),
+                earlier.created_at < Job.created_at,
+            )
+            target = (
+                select(Job.id)
+                .where(Job.status == "queued", or_(Job.thread_id.is_(None), ~ahead))
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+            )
             if not self.is_sqlite:  # several workers: never hand one job to two of them
                 target = target.with_for_update(skip_locked=True)
             target = target.scalar_subquery()
@@ -601,6 +638,62 @@ class JobStore:
                 if xs:
                     out[node] = xs[len(xs) // 2]
         return out
+
+    # -- threads (service/threads.py) ------------------------------------------------------------------
+
+    async def create_thread(self, thread: Thread) -> bool:
+        """Store a new thread; False if one with its id exists."""
+        try:
+            async with self.sessions.begin() as s:
+                s.add(thread)
+        except IntegrityError:
+            return False
+        return True
+
+    async def thread(self, thread_id: str) -> Thread | None:
+        async with self.sessions() as s:
+            return await s.get(Thread, thread_id)
+
+    async def update_thread(self, thread_id: str, **values: Any) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(
+                update(Thread).where(Thread.id == thread_id).values(**values, updated_at=utcnow())
+            )
+
+    async def delete_thread(self, thread_id: str) -> None:
+        async with self.sessions.begin() as s:
+            await s.execute(delete(Thread).where(Thread.id == thread_id))
+
+    async def thread_jobs(self, thread_id: str) -> list[Job]:
+        """The jobs of a thread, oldest first: those run on it, and the job whose own thread it is."""
+        q = (
+            select(Job)
+            .where(or_(Job.thread_id == thread_id, and_(Job.id == thread_id, Job.thread_id.is_(None))))
+            .order_by(Job.created_at, Job.id)
+        )
+        async with self.sessions() as s:
+            return list((await s.scalars(q)).all())
+
+    async def threads(self, tenant: str | None, graph_id: str | None, limit: int) -> list[Thread]:
+        """Newest first (by last change); only `tenant`'s unless it is None."""
+        q = select(Thread)
+        if tenant is not None:
+            q = q.where(Thread.tenant == tenant)
+        if graph_id is not None:
+            q = q.where(Thread.graph_id == graph_id)
+        async with self.sessions() as s:
+            return list((await s.scalars(q.order_by(Thread.updated_at.desc()).limit(limit))).all())
+
+    async def lone_jobs(self, tenant: str | None, workflow: str | None, limit: int) -> list[Job]:
+        """Jobs on no thread (each its own), newest first."""
+        q = select(Job).where(Job.thread_id.is_(None))
+        if tenant is not None:
+            q = q.where(Job.tenant == tenant)
+        if workflow is not None:
+            q = q.where(Job.workflow == workflow)
+        q = q.where(~exists().where(Thread.id == Job.id))
+        async with self.sessions() as s:
+            return list((await s.scalars(q.order_by(Job.created_at.desc()).limit(limit))).all())
 
 
 def _sqlite_reader(engine: AsyncEngine) -> Engine | None:
