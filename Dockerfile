@@ -33,8 +33,10 @@ COPY agents/ agents/
 COPY gpu_runtime/ gpu_runtime/
 COPY checkpoints/ checkpoints/
 COPY service/ service/
-# Base dependencies only: the embedded u2netp, studio backdrop and stats analysis need no torch.
-RUN pip install --no-compile .
+# Base dependencies (the embedded u2netp, studio backdrop and stats analysis need no torch) and the S3
+# client for ADGRAPH_ARTIFACTS_URL=s3://…; pyproject.toml holds the pins, which hadolint cannot see.
+# hadolint ignore=DL3013
+RUN pip install --no-compile '.[shared-artifacts]'
 # nodes/backends/chromium.py finds axe-core at <the folder holding the `nodes` package>/node_modules, which
 # for an installed (not editable) package is site-packages.
 COPY --from=axe /src/node_modules /tmp/node_modules
@@ -61,7 +63,7 @@ COPY service/ service/
 # torch as the `gpu` extra pins it (PyPI's Linux wheel is the CUDA build and brings its own CUDA libraries);
 # pyproject.toml holds the pins, which hadolint cannot see.
 # hadolint ignore=DL3013
-RUN pip install --no-compile '.[gpu]'
+RUN pip install --no-compile '.[gpu,shared-artifacts]'
 COPY --from=axe /src/node_modules /tmp/node_modules
 RUN cp -r /tmp/node_modules "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/node_modules"
 # Ubuntu ships Chromium only as a snap, which cannot run in a container: use the Chromium build that the

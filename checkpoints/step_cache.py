@@ -44,7 +44,7 @@ class FileStepCache:
             ref = ArtifactRef.model_validate_json(self._path(key).read_bytes())
         except (FileNotFoundError, ValueError):
             return None
-        return ref if self.artifacts.path(ref).is_file() else None  # its file may have been deleted since
+        return ref if self.artifacts.contains_sync(ref) else None  # its file may have been deleted since
 
     def _put(self, key: str, ref: ArtifactRef) -> None:
         path = self._path(key)

@@ -34,12 +34,22 @@ ERROR_STATUS: dict[str, int] = {
     "REQUEST_TIMEOUT": 408,
     "HEADERS_TOO_LARGE": 431,
     "MODEL_UNAVAILABLE": 503,
+    "ARTIFACT_STORE_UNAVAILABLE": 503,
     "GPU_OUT_OF_MEMORY": 507,
     "RENDER_FAILED": 500,
     "LLM_OUTPUT_INVALID": 502,
     "SITE_CHECK_FAILED": 500,
+    "SHUTTING_DOWN": 503,
+    "TRANSIENT_FAILURE": 503,
+    "DATABASE_UNAVAILABLE": 503,
     "INTERNAL": 500,
 }
+TRANSIENT_CODES = frozenset(
+    {"TRANSIENT_FAILURE", "DATABASE_UNAVAILABLE", "ARTIFACT_STORE_UNAVAILABLE", "GPU_OUT_OF_MEMORY"}
+)
+"""A job that failed with one of these is tried again (ADGRAPH_MAX_ATTEMPTS, with backoff): the failure
+may pass on its own (a renderer that crashed again after its node's own retry, a database or artifact
+store that blinked, a GPU another process was filling)."""
 
 
 class AdgraphError(Exception):

@@ -497,7 +497,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[
-        int, typer.Option(help="Worker processes that run the jobs; 0 runs them inside the API process.")
+        int,
+        typer.Option(
+            help="Worker processes started beside the API; 0: on SQLite the API process runs the jobs, on "
+            "PostgreSQL (procrastinate) it is an API server only and `adgraph worker`s run them."
+        ),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log every request (off by default: status polls would flood the log).")
@@ -544,15 +548,18 @@ def serve(
     # and freezing the start-up heap keeps it out of the collector's full passes (one took ~200 ms).
     sys.setswitchinterval(0.001)
     from service.api import http_safety
+    from service.api.shutdown import DrainingServer
 
     if settings.trusted_hosts is None:  # the Host names clients may use: loopback ones and this address
         settings.trusted_hosts = http_safety.default_trusted_hosts(host)
     _say(f"answering for Host {', '.join(settings.trusted_hosts)} (ADGRAPH_TRUSTED_HOSTS)")
-    api = create_app(settings, run_jobs=workers == 0)
+    # --workers 0: jobs run in this process on the local queue; on procrastinate this is an API server
+    # only, and `adgraph worker` processes (here or on other machines) run the jobs.
+    api = create_app(settings, run_jobs=workers == 0 and settings.queue_engine == "local")
     gc.collect()
     gc.freeze()
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             api,
             host=host,
             port=port,
@@ -562,25 +569,42 @@ def serve(
             timeout_graceful_shutdown=30,
             **http_safety.uvicorn_options(settings),  # keep-alive, header and connection limits
         )
+        # SIGTERM: /readyz 503 and event streams closed first, the listener after ADGRAPH_SHUTDOWN_DELAY_S
+        DrainingServer(config, delay_s=settings.shutdown_delay_s).run()
     finally:
         for proc in procs:
             proc.terminate()  # workers stop at the next node boundary; unfinished jobs stay queued
         for proc in procs:
             try:
-                proc.wait(timeout=40)
+                proc.wait(timeout=settings.worker_grace_s + 10)
             except subprocess.TimeoutExpired:
                 proc.kill()
 
 
 @app.command()
-def worker() -> None:
-    """Run queued jobs from the database until stopped (`adgraph serve` starts one for you)."""
+def worker(
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated queues to take jobs from (a job's queue is its workflow: ad, "
+            "homepage); default: all."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs run at once (default ADGRAPH_MAX_CONCURRENT_JOBS).")
+    ] = None,
+) -> None:
+    """Run queued jobs from the database until SIGTERM (`adgraph serve` starts one for you; on PostgreSQL
+    start any number, on any machine)."""
     from service.observability import configure_logging
     from service.worker import run_worker
 
     settings = _settings()
+    if concurrency is not None:
+        settings.max_concurrent_jobs = concurrency
     configure_logging(settings.log_format, settings.log_level)
-    asyncio.run(run_worker(settings))
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    asyncio.run(run_worker(settings, queues=names))
 
 
 @app.command()
@@ -615,6 +639,7 @@ def submit(
     size: Annotated[str, typer.Option()] = "1080x1080",
     seed: Annotated[int, typer.Option()] = 0,
     restyle: Annotated[float | None, typer.Option(help="FLUX img2img strength (see `adgraph ad`).")] = None,
+    priority: Annotated[int, typer.Option(min=-10, max=10, help="Higher is taken first (-10..10).")] = 0,
     url: Annotated[str, typer.Option(help="The adgraph server.")] = "http://127.0.0.1:8000",
     key: Annotated[
         str | None, typer.Option(envvar="ADGRAPH_API_KEY", help="An API key (default: $ADGRAPH_API_KEY).")
@@ -644,6 +669,7 @@ def submit(
                 "seed": seed,
                 **({"restyle": restyle} if restyle is not None else {}),
             },
+            "priority": priority,
         }
         created = http.post("/v1/jobs", json=body)
         if created.status_code != 202:

@@ -75,9 +75,18 @@ class Job(Base):
     thread_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     """The thread (a line of jobs, `Thread`) it was run on; None: its own thread, whose id is the job's.
     The jobs of one thread run one after another, in the order they were made."""
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    """Higher runs first (-100..100); among equals, the older first."""
+    queue: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The queue workers take it from (`adgraph worker --queues`); None: its workflow's name."""
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """A retry waits until then (backoff after a transient failure)."""
+    attempt_log: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Each attempt that ended: attempt, worker, started_at, ended_at, outcome, error code."""
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_status_priority", "status", "priority", "created_at"),
         Index("ix_jobs_thread_created", "thread_id", "created_at"),
         Index("ix_jobs_tenant_created", "tenant", "created_at"),
         Index("ix_jobs_key_status", "key_id", "status"),
@@ -194,7 +203,9 @@ def async_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping`: test each PostgreSQL connection as it is taken from the pool (a round trip), so one that
+    a database restart broke is replaced before it fails a request."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(async_url(url), connect_args={"timeout": 15})
@@ -208,7 +219,7 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
 
 
 async def migrate(engine: AsyncEngine) -> None:

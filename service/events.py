@@ -22,6 +22,7 @@ class EventBus:
         self._subs: dict[str, set[asyncio.Event]] = defaultdict(set)
         self.changed = asyncio.Event()
         """Set whenever a stream subscribes (the tail sleeps while there is none)."""
+        self.closed = False
 
     def subscribe(self, job_id: str) -> asyncio.Event:
         wake = asyncio.Event()
@@ -37,6 +38,14 @@ class EventBus:
     def jobs(self) -> list[str]:
         """The jobs that have a live stream."""
         return list(self._subs)
+
+    def close(self) -> None:
+        """The server is shutting down: every live stream ends (its client reconnects, with
+        Last-Event-ID, to a server that is not), and no new one waits."""
+        self.closed = True
+        for wakes in list(self._subs.values()):
+            for wake in wakes:
+                wake.set()
 
     def publish(self, job_id: str) -> None:
         """Tell the job's live streams that it has a new event in the database."""

@@ -31,6 +31,7 @@ from kernel.models import ArtifactRef, artifact_refs
 from service.accounts import Accounts, Caller, RateLimiter
 from service.db import IdempotentResponse, Job, JobEvent, make_engine, migrate
 from service.events import EventBus, EventTail
+from service.queue import deferring_only, make_queue
 from service.runner import JobRunner, RemoteRunner
 from service.running import Listener, RunResult, new_job_id
 from service.settings import Settings
@@ -68,6 +69,18 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
 
 MAX_PROBLEMS = 20
 """An error names at most this many bad fields (60,000 unknown keys must not make a 3 MB answer)."""
+
+
+PRIORITIES = range(-10, 11)
+
+
+def check_priority(priority: int) -> int:
+    """A job's priority: an integer from -10 to 10 (0 the default), else INVALID_INPUT."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES:
+        raise AdgraphError(
+            "INVALID_INPUT", f"priority must be an integer from -10 to 10, not {priority!r}", field="priority"
+        )
+    return priority
 
 
 def invalid_input(errors: Sequence[Mapping[str, Any]]) -> AdgraphError:
@@ -110,6 +123,8 @@ class Jobs:
     ) -> None:
         self.settings, self.store, self.graphs = settings, store, graphs
         self.components, self.runner, self.bus = components, runner, bus
+        self.draining = False
+        """Set by `drain` (SIGTERM): /readyz answers 503 so load balancers stop sending work here."""
         self.accounts = Accounts(store, settings)
         self.limiter = RateLimiter(settings.rate_limit_storage, settings.rate_limit)
         self._admission: dict[str, asyncio.Lock] = {}  # per key with a quota: see _admitted
@@ -227,10 +242,12 @@ class Jobs:
         *,
         run_here: bool = False,
         thread_id: str | None = None,
+        priority: int = 0,
     ) -> Job:
         """Queue a job; with `run_here`, hold it for this process to `run` (the CLI). Its input is checked
         first — a job that exists can run — and so are the key's quota and the queue's depth. On a
-        `thread_id` (service/threads.py) it runs after the thread's earlier jobs."""
+        `thread_id` (service/threads.py) it runs after the thread's earlier jobs. A higher `priority`
+        (-10..10) is taken before the jobs queued earlier with a lower one."""
         caller.require("submit")
         wf = get_workflow(workflow)
         opts = parse(wf.input_model, raw)
@@ -247,8 +264,10 @@ class Jobs:
                 key_id=caller.key_id,
                 artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
                 thread_id=thread_id,
+                priority=check_priority(priority),
             )
-        self.runner.wake()
+        if not run_here:
+            await self.runner.enqueue(job)
         return job
 
     @asynccontextmanager
@@ -342,8 +361,9 @@ class Jobs:
                     return held
             elif await self.store.transition(job.id, resumable, or_stale=True, status="queued", **reset):
                 await self.runner.emit(job.id, "job_queued", {"status": "queued", "resumed": True})
-                self.runner.wake()
-                return await self.store.get(job.id)
+                queued = await self.store.get(job.id)
+                await self.runner.enqueue(queued)
+                return queued
         raise AdgraphError(
             "JOB_NOT_RESUMABLE",
             f"job {job.id} is {job.status}; only failed or cancelled jobs (or a running one whose runner is "
@@ -392,8 +412,10 @@ class Jobs:
                 # the files of the state it starts from are its own: deleting its parent keeps them
                 artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
                 thread_id=thread_id,
+                priority=job.priority,
             )
-        self.runner.wake()
+        if not run_here:
+            await self.runner.enqueue(child)
         return child
 
     async def delete(self, caller: Caller, job_id: str) -> None:
@@ -501,8 +523,15 @@ class Jobs:
         snap = await self.graphs[wf.name].aget_state(thread_config(job.id))
         return wf, dict(snap.values)
 
+    def drain(self) -> None:
+        """The server is going away (SIGTERM): readiness turns false and every event stream ends after the
+        events already stored, so the server's own shutdown is not held up by them."""
+        self.draining = True
+        self.bus.close()
+
     async def events(self, caller: Caller, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
-        """The job's events after id `after`, then each new one as it is written, until the job finishes."""
+        """The job's events after id `after`, then each new one as it is written, until the job finishes
+        (or the server drains: see `drain`)."""
         job = await self._job(caller, job_id, "read")
         wake = self.bus.subscribe(job.id)  # subscribe first, then replay: nothing falls in between
         try:
@@ -515,7 +544,7 @@ class Jobs:
             if not replay and after:  # a reconnect after the job's end
                 latest = await self.store.latest_event(job.id)
                 finished = latest is not None and latest.type == "job_finished"
-            while not finished:
+            while not finished and not self.bus.closed:
                 # The database is the one ordered record of a job's events; the bus only says "look now".
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=STREAM_LOOK_S)
@@ -661,12 +690,16 @@ async def open_service(
     worker: bool = False,
     idle_poll_s: float = 1.0,
     components: Any = None,
+    queues: Sequence[str] | None = None,
+    queue: Any = None,
 ) -> AsyncIterator[Jobs]:
     """The job service over `settings`' database and checkpoints, closed on exit.
 
     `run_jobs`: this process has the job backends. `worker`: it also takes queued jobs (the API's
     in-process runner, `adgraph worker`, looking for work every `idle_poll_s` when nothing wakes it);
-    without, it runs only the jobs it holds itself (the CLI).
+    without, it runs only the jobs it holds itself (the CLI). `queues`: the queues a worker takes jobs
+    from (None: all). `queue`: a `service.queue.JobQueue` in place of the one the settings name (tests:
+    procrastinate on its in-memory connector).
     `components(settings, run_jobs=…, evaluations=…)`: an async context manager in place of the real one
     (tests wrap it to hold or break a backend)."""
     async with AsyncExitStack() as stack:
@@ -683,11 +716,17 @@ async def open_service(
         tail = EventTail(bus, store.latest_event_ids)
         tail.start()
         stack.push_async_callback(tail.stop)
+        queue = queue or make_queue(settings)  # procrastinate on PostgreSQL; None: the jobs table itself
+        if queue is not None:
+            await queue.open()
+            stack.push_async_callback(queue.close)
         runner: JobRunner | RemoteRunner
         if run_jobs:
             # The runner gets its own connections: its lease renewals and progress writes must not queue
             # behind a burst of API reads.
-            runner_engine = make_engine(settings.database)
+            # No pre-ping: a runner's writes are a few per node, and one on a connection a database
+            # restart broke fails its run transiently, which is retried (ADGRAPH_MAX_ATTEMPTS).
+            runner_engine = make_engine(settings.database, pre_ping=False)
             stack.push_async_callback(runner_engine.dispose)
             runner_store = JobStore(runner_engine)
             stack.callback(runner_store.close)
@@ -698,12 +737,17 @@ async def open_service(
                 parts.contexts,
                 bus,
                 parts,
+                queue=queue,
+                queues=queues,
                 concurrency=settings.max_concurrent_jobs,
                 lease_s=settings.lease_s,
                 idle_poll_s=idle_poll_s,
+                max_attempts=settings.max_attempts,
+                retry_backoff_s=settings.retry_backoff_s,
+                grace_s=settings.worker_grace_s,
             )
         else:
-            runner = RemoteRunner(store, bus)
+            runner = RemoteRunner(store, bus, queue or deferring_only())
         if worker and isinstance(runner, JobRunner):
             await runner.start()
             stack.push_async_callback(runner.stop)

@@ -14,7 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import RunControl
 
 from checkpoints.history import thread_config, written_by
-from kernel.errors import AdgraphError, StepCancelled
+from kernel.errors import AdgraphError, StepCancelled, TransientError
 
 Listener = Callable[[str, dict[str, Any]], Awaitable[None] | None]
 
@@ -119,8 +119,40 @@ async def run_job(
     except AdgraphError as e:
         result.status, result.error = "failed", e
     except Exception as e:  # noqa: BLE001 - a job ends failed with a code; the checkpoints stay resumable
-        result.status, result.error = "failed", AdgraphError("INTERNAL", f"{type(e).__name__}: {e}")
+        result.status, result.error = "failed", error_of(e)
     return result
+
+
+def error_of(e: Exception) -> AdgraphError:
+    """An unexpected exception as a job error: transient kinds (a step's own retries used up, a dropped
+    database connection) with the codes the runner retries, the rest INTERNAL."""
+    text = f"{type(e).__name__}: {e}"
+    if isinstance(e, TransientError):
+        return AdgraphError("TRANSIENT_FAILURE", text)
+    if _connection_lost(e):
+        return AdgraphError("DATABASE_UNAVAILABLE", text)
+    return AdgraphError("INTERNAL", text)
+
+
+def _connection_lost(e: BaseException) -> bool:
+    """A database connection failure (SQLite locked, PostgreSQL restarting), by its driver's classes."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, psycopg.OperationalError | ConnectionError):
+            return True
+        if isinstance(seen, sqlite3.OperationalError) and "locked" in str(seen):
+            return True
+        if type(seen).__module__.startswith("asyncpg") and "Connection" in type(seen).__name__:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _custom_event(data: Any, node: str | None) -> dict[str, Any]:

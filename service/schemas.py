@@ -38,6 +38,23 @@ class JobCreate(BaseModel):
     input: dict[str, Any] = Field(
         description="The workflow's input (GET /v1/workflows/{name} has its schema)"
     )
+    priority: int = Field(
+        0, ge=-10, le=10, description="Higher is taken first (-10..10); among equals, the older first"
+    )
+
+
+class Attempt(BaseModel):
+    attempt: int
+    outcome: Literal["succeeded", "failed", "cancelled", "retrying", "requeued", "lost"] = Field(
+        description="retrying: a transient failure, tried again after a backoff; requeued: its worker "
+        "stopped (SIGTERM) or lost its lease, another continues it; lost: its worker died"
+    )
+    worker: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: str | None = Field(None, description="The error code of a failed attempt")
+    retry_at: str | None = None
+    reason: str | None = None
 
 
 class BranchCreate(BaseModel):
@@ -88,6 +105,9 @@ class JobOut(BaseModel):
     result: dict[str, ResultArtifact] | None
     error: ErrorBody | None
     parent: Parent | None
+    priority: int = 0
+    attempts: int = Field(0, description="Times a worker has taken it (a retry, a resume, a crash add one)")
+    attempt_log: list[Attempt] = Field(default_factory=list, description="How each attempt ended")
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -104,6 +124,9 @@ class JobOut(BaseModel):
             parent={"job_id": job.parent_job_id, "checkpoint_id": job.parent_checkpoint_id}
             if job.parent_job_id
             else None,
+            priority=job.priority or 0,
+            attempts=job.attempts or 0,
+            attempt_log=job.attempt_log or [],
             created_at=job.created_at,
             updated_at=job.updated_at,
         )

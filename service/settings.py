@@ -8,6 +8,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,6 +37,26 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADGRAPH_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path(".adgraph"), description="Artifacts and the SQLite databases live here.")
+    artifacts_url: str | None = Field(
+        None,
+        description="Where artifacts live: unset, file:///ABS/PATH or a path: a local directory (default "
+        "data_dir/artifacts); s3://BUCKET[/PREFIX] (pip install 'adgraph[shared-artifacts]') or "
+        "postgresql://… (table artifact_blobs): a store every machine reaches, with data_dir/artifacts as "
+        "this machine's cache of it.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="S3-compatible endpoint for an s3:// artifacts_url (MinIO, R2, …; http:// allowed); "
+        "unset: AWS.",
+    )
+    s3_region: str | None = Field(None, description="Region of an s3:// artifacts_url; unset: AWS_REGION.")
+    s3_access_key_id: str | None = Field(
+        None,
+        description="Key id for an s3:// artifacts_url; unset: the standard AWS environment "
+        "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, web identity) or the instance "
+        "role.",
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="Its secret (with s3_access_key_id).")
     checkpoint_url: str | None = Field(
         None, description="sqlite:///FILE or postgresql://…; default: SQLite in data_dir."
     )
@@ -69,6 +91,35 @@ class Settings(BaseSettings):
         description="CPUs the job worker may use, e.g. '1' or '2-7'; the API keeps the others.",
     )
     lease_s: float = Field(15.0, gt=0, description="A running job's lease; renewed every third of it.")
+    queue: Literal["auto", "local", "procrastinate"] = Field(
+        "auto",
+        description="What hands jobs to workers: `local` (the jobs table itself, polled: one machine), "
+        "`procrastinate` (procrastinate on PostgreSQL: workers on many machines); `auto`: procrastinate "
+        "on PostgreSQL, local on SQLite.",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Attempts of a job that fails transiently (TRANSIENT_FAILURE, DATABASE_UNAVAILABLE, "
+        "GPU_OUT_OF_MEMORY) before it ends failed.",
+    )
+    retry_backoff_s: float = Field(
+        2.0, ge=0, description="A retry waits this × 2^(failures-1), with ±50 % jitter, capped at 5 minutes."
+    )
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="After SIGTERM the API keeps serving this long with /readyz at 503 (so a load balancer "
+        "stops sending it requests) before it closes its listener; event streams end at once.",
+    )
+    worker_grace_s: float = Field(
+        60.0,
+        gt=0,
+        description="After SIGTERM a worker lets its running nodes finish for this long, then stops them; "
+        "their jobs go back to the queue either way.",
+    )
     max_upload_bytes: int = Field(25 * 2**20, gt=0, description="Larger uploads are IMAGE_TOO_LARGE.")
 
     # -- HTTP: what browsers and slow or hostile clients may do (service/api/http_safety.py) ----------------
@@ -102,6 +153,26 @@ class Settings(BaseSettings):
     body_min_rate: float = Field(
         1024.0, gt=0, description="Bytes/s a request body must average after its first body_timeout_s (408)."
     )
+
+    @field_validator("artifacts_url", mode="before")
+    @classmethod
+    def _artifacts_url(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if "://" not in value:
+            return value  # a directory
+        scheme = value.split("://", 1)[0].lower()
+        parts = urlsplit(value)
+        if scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+            raise ValueError(f"{value!r}: a file URL names an absolute path, file:///srv/artifacts")
+        if scheme == "s3" and not parts.netloc:
+            raise ValueError(f"{value!r}: an S3 URL names its bucket, s3://bucket[/prefix]")
+        if scheme not in ("file", "s3", "postgres", "postgresql") and not scheme.startswith("postgresql+"):
+            raise ValueError(f"{value!r}: artifacts_url is file://, s3:// or postgresql://")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -245,6 +316,13 @@ class Settings(BaseSettings):
 
     @cached_property
     def artifacts_dir(self) -> Path:
+        """This machine's artifact directory: the one artifacts_url names (file:// or a path), else
+        data_dir/artifacts (with an s3:// or postgresql:// artifacts_url, the local cache of that store)."""
+        url = self.artifacts_url
+        if url and url.lower().startswith("file://"):
+            return Path(url2pathname(urlsplit(url).path))
+        if url and "://" not in url:
+            return Path(url)
         return self.data_dir / "artifacts"
 
     @property
@@ -263,3 +341,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'jobs.db'}"
+
+    @property
+    def queue_engine(self) -> str:
+        """`local` or `procrastinate`: what `queue` says, `auto` decided by the database."""
+        if self.queue != "auto":
+            return self.queue
+        return "local" if self.database.startswith("sqlite") else "procrastinate"

@@ -18,8 +18,10 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -101,6 +103,8 @@ class JobStore:
         key_id: str | None = None,
         artifact_ids: Sequence[str] = (),
         thread_id: str | None = None,
+        priority: int = 0,
+        queue: str | None = None,
     ) -> Job:
         """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
         creating process runs itself, like the CLI's: no worker can take it first). `artifact_ids`: files
@@ -124,6 +128,9 @@ class JobStore:
             tenant=tenant,
             key_id=key_id,
             thread_id=thread_id,
+            priority=priority,
+            queue=queue,
+            attempt_log=[],
         )
         events: list[Any] = [
             JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
@@ -243,6 +250,7 @@ class JobStore:
         job_id: str | None = None,
         from_statuses: Sequence[str] = ("queued",),
         or_stale: bool = False,
+        queues: Sequence[str] | None = None,
         **values: Any,
     ) -> Job | None:
         """Lease a job to `owner` and mark it running: the oldest queued one, or `job_id` if it is in one of
@@ -259,17 +267,19 @@ class JobStore:
                 earlier.status.in_(("queued", "running")),
                 earlier.created_at < Job.created_at,
             )
+            due = or_(Job.not_before.is_(None), Job.not_before <= now)  # a retry waits out its backoff
             target = (
                 select(Job.id)
-                .where(Job.status == "queued", or_(Job.thread_id.is_(None), ~ahead))
-                .order_by(Job.created_at, Job.id)
+                .where(Job.status == "queued", due, or_(Job.thread_id.is_(None), ~ahead))
+                .where(func.coalesce(Job.queue, Job.workflow).in_(list(queues)) if queues else true())
+                .order_by(Job.priority.desc(), Job.created_at, Job.id)
                 .limit(1)
             )
             if not self.is_sqlite:  # several workers: never hand one job to two of them
                 target = target.with_for_update(skip_locked=True)
             target = target.scalar_subquery()
-        async with self.sessions.begin() as s:
-            res = await s.execute(
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
                 update(Job)
                 .where(
                     Job.id == target,
@@ -280,16 +290,17 @@ class JobStore:
                     lease_owner=owner,
                     lease_expires_at=now + dt.timedelta(seconds=lease_s),
                     attempts=Job.attempts + 1,
+                    not_before=None,
                     updated_at=now,
                     **values,
                 )
-                .returning(Job.id)
+                .returning(*Job.__table__.columns)
             )
-            claimed = res.scalar_one_or_none()
-            if claimed is None:
+            row = res.first()
+            if row is None:
                 return None
-            s.add(JobEvent(job_id=claimed, type="job_started", data={"status": "running"}, created_at=now))
-        return await self.get(claimed)
+            await self._insert_event(conn, row.id, "job_started", {"status": "running"}, now)
+        return Job(**row._mapping)
 
     async def renew(self, job_id: str, owner: str, lease_s: float) -> Job | None:
         """Extend the lease; None if this owner lost it (the job was re-queued elsewhere)."""
@@ -582,22 +593,52 @@ class JobStore:
         owner: str | None = None,
     ) -> JobEvent:
         """A node boundary in one transaction: the job's new progress, its event and the node's timing;
-        with `owner`, the job's row only while that runner holds its lease."""
+        with `owner`, the job's row only while that runner holds its lease. Core statements, not the ORM:
+        a job writes a few of these per node."""
         now = utcnow()
-        ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=now)
         cond = [Job.id == job_id] + ([Job.lease_owner == owner] if owner is not None else [])
-        async with self.sessions.begin() as s:
-            await s.execute(update(Job).where(*cond).values(**values, updated_at=now))
-            s.add(ev)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(Job).where(*cond).values(**values, updated_at=now))
+            ev_id = await self._insert_event(conn, job_id, type_, data, now)
             if timing is not None:
-                s.add(NodeTiming(workflow=timing[0], node=timing[1], seconds=timing[2], created_at=now))
-        return ev
+                await conn.execute(
+                    insert(NodeTiming).values(
+                        workflow=timing[0], node=timing[1], seconds=timing[2], created_at=now
+                    )
+                )
+        return JobEvent(id=ev_id, job_id=job_id, type=type_, data=data, created_at=now)
+
+    @staticmethod
+    async def _insert_event(
+        conn: Any, job_id: str, type_: str, data: dict[str, Any], now: dt.datetime
+    ) -> int:
+        res = await conn.execute(
+            insert(JobEvent)
+            .values(job_id=job_id, type=type_, data=data, created_at=now)
+            .returning(JobEvent.id)
+        )
+        return int(res.scalar_one())
+
+    async def settle(
+        self, job_id: str, owner: str, values: dict[str, Any], type_: str, data: dict[str, Any]
+    ) -> bool:
+        """A job's end (or its return to the queue) in one transaction: its row, only while `owner` holds
+        its lease, and then its event; False (and no event) if the lease was lost."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                update(Job).where(Job.id == job_id, Job.lease_owner == owner).values(**values, updated_at=now)
+            )
+            if res.rowcount != 1:
+                return False
+            await self._insert_event(conn, job_id, type_, data, now)
+        return True
 
     async def add_event(self, job_id: str, type_: str, data: dict[str, Any]) -> JobEvent:
-        ev = JobEvent(job_id=job_id, type=type_, data=data, created_at=utcnow())
-        async with self.sessions.begin() as s:
-            s.add(ev)
-        return ev
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            ev_id = await self._insert_event(conn, job_id, type_, data, now)
+        return JobEvent(id=ev_id, job_id=job_id, type=type_, data=data, created_at=now)
 
     async def events(self, job_id: str, after_id: int = 0) -> list[JobEvent]:
         q = (

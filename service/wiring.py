@@ -17,6 +17,7 @@ from agents.llm import LLMConfig, Usage, open_chat_model
 from agents.rules import RuleDesigner, RuleDeveloper, RulePlanner
 from agents.site_rules import RuleSiteDesigner, RuleSiteDeveloper, RuleSitePlanner
 from checkpoints.artifacts import FileArtifactStore
+from checkpoints.blobs import open_artifact_store
 from checkpoints.step_cache import FileStepCache
 from gpu_runtime.birefnet import BiRefNetSegmenter
 from gpu_runtime.clip import ClipScorer
@@ -309,7 +310,7 @@ def make_ad_context(
             LLMDesigner(chat, fonts, usage),
             LLMDeveloper(chat, usage),
         )
-    artifacts = artifacts or FileArtifactStore(settings.artifacts_dir)
+    artifacts = artifacts or open_artifact_store(settings)
     return AdContext(
         artifacts=artifacts,
         cache=FileStepCache(settings.step_cache_dir, artifacts) if settings.step_cache else None,
@@ -364,7 +365,7 @@ def make_homepage_context(
         )
     planner, designer, developer = agents or (RuleSitePlanner(), RuleSiteDesigner(fonts), RuleSiteDeveloper())
     return HomepageContext(
-        artifacts=artifacts or FileArtifactStore(settings.artifacts_dir),
+        artifacts=artifacts or open_artifact_store(settings),
         planner=planner,
         designer=designer,
         developer=developer,
@@ -407,7 +408,8 @@ async def open_components(
         stack.push_async_callback(models.close)
         renderer = make_renderer(settings)
         fonts = FontconfigCatalog()
-        store = FileArtifactStore(settings.artifacts_dir)
+        store = open_artifact_store(settings)
+        stack.callback(store.close)
         parts = Components(settings, store, fonts, models, renderer)
         if run_jobs:
             await stack.enter_async_context(renderer)

@@ -59,7 +59,7 @@ async def download(artifact_id: str, jobs: JobsDep, caller: CallerDep, parts: Co
     """The artifact's bytes, cacheable forever (the id is the content's hash)."""
     ref = await jobs.artifact(caller, artifact_id)
     return StoredFile(
-        parts.artifacts.path(ref),
+        await parts.artifacts.local_path(ref),  # downloaded first from a shared store if not here yet
         media_type=ref.mime,
         headers={"Cache-Control": IMMUTABLE, "ETag": f'"{ref.id}"', **attachment(ref.id, ref.mime)},
     )

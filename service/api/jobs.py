@@ -42,7 +42,9 @@ async def submit(
     `Idempotency-Key` within 24 h gets the first answer and makes no second job."""
 
     async def answer() -> tuple[int, Any]:
-        return 202, JobOut.of(await jobs.submit(caller, body.workflow, body.input)).model_dump(mode="json")
+        return 202, JobOut.of(
+            await jobs.submit(caller, body.workflow, body.input, priority=body.priority)
+        ).model_dump(mode="json")
 
     response.status_code, out = await jobs.once(
         caller, "POST /v1/jobs", idempotency_key, body.model_dump(), answer

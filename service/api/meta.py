@@ -128,6 +128,8 @@ async def healthz() -> dict:
 
 @router.get("/readyz", tags=["health"], responses={503: {"model": ErrorResponse}})
 async def readyz(jobs: JobsDep) -> dict:
+    if jobs.draining:  # SIGTERM: out of the load balancer first, while the requests in flight end
+        raise AdgraphError("SHUTTING_DOWN", "this server is shutting down", retry_after=1)
     try:
         async with jobs.store.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))

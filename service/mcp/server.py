@@ -107,7 +107,7 @@ class AdgraphMCP(FastMCP):
         ctx = self.get_context()
         jobs, caller = self.jobs(), self.caller_of(ctx)
         ref = await job_artifact(jobs, caller, m["job"], m["name"])
-        data = await asyncio.to_thread(jobs.components.artifacts.path(ref).read_bytes)
+        data = await jobs.components.artifacts.read_bytes(ref)
         return [ReadResourceContents(content=data, mime_type=ref.mime)]
 
 
@@ -185,6 +185,7 @@ def build_mcp(jobs: Callable[[], Jobs], caller: CallerOf = local_caller, **kw: A
         font: Annotated[str | None, Field(description="An installed family (list_fonts)")] = None,
         text_position: Annotated[str, Field(description="auto, top, bottom, left, right, …")] = "auto",
         seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
+        priority: Annotated[int, Field(ge=-10, le=10, description="Higher is taken first")] = 0,
     ) -> JobOut:
         j, who = door(ctx)
         image = await photo(j, who, product_image, "product_image")
@@ -199,7 +200,7 @@ def build_mcp(jobs: Callable[[], Jobs], caller: CallerOf = local_caller, **kw: A
             "text_position": text_position,
             "font": font,
         }
-        return JobOut.of(await j.submit(who, "ad", raw))
+        return JobOut.of(await j.submit(who, "ad", raw, priority=priority))
 
     @mcp.tool(description="A job's status, progress, node timings and results (no waiting).")
     async def check_generation_status(ctx: Context, job_id: str) -> JobOut:
@@ -458,7 +459,7 @@ def _summary(job: JobOut) -> str:
 
 
 async def _preview(j: Jobs, ref: Any) -> ImageContent:
-    path = j.components.artifacts.path(ref)
+    path = await j.components.artifacts.local_path(ref)
 
     def small() -> bytes:
         with Image.open(path) as im:

@@ -152,7 +152,7 @@ def _files(result: Any, store: FileArtifactStore, out: Path) -> dict[str, Any]:
     for key, filename in OUTPUT_FILES.items():
         ref = result.values.get(key) if result.status == "succeeded" else None
         if ref is not None:
-            atomic_copy(store.path(ref), out / filename)
+            atomic_copy(store.local_path_sync(ref), out / filename)
             artifacts[key] = str(out / filename)
         else:
             (out / filename).unlink(missing_ok=True)

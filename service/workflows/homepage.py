@@ -136,11 +136,11 @@ def _files(result: Any, store: FileArtifactStore, out_dir: Path) -> dict[str, An
         for path, ref in site.files.items():
             dst = out_dir / "site" / path
             dst.parent.mkdir(parents=True, exist_ok=True)
-            atomic_copy(store.path(ref), dst)
+            atomic_copy(store.local_path_sync(ref), dst)
         (out_dir / "screens").mkdir()
         for name, ref in values["screens"].items():
-            atomic_copy(store.path(ref), out_dir / "screens" / f"{name}.png")
-        atomic_copy(store.path(values["site_zip"]), out_dir / "site.zip")
+            atomic_copy(store.local_path_sync(ref), out_dir / "screens" / f"{name}.png")
+        atomic_copy(store.local_path_sync(values["site_zip"]), out_dir / "site.zip")
         doc["pages"] = site.pages
         doc["artifacts"] = {
             "site": str(out_dir / "site" / "index.html"),

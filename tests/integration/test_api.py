@@ -558,7 +558,8 @@ def test_unknown_and_malformed_ids_and_path_tricks_never_reach_outside_the_store
         ({"workflow": "ad", "input": {"product_image": "../../etc/passwd"}}, "product_image"),
         ({"workflow": "ad", "input": {"font": "Comic Sans Nowhere"}}, "font"),
         ({"workflow": "homepage", "input": {}}, None),
-        ({"workflow": "ad", "input": {}, "priority": 1}, "priority"),
+        ({"workflow": "ad", "input": {}, "priority": 99}, "priority"),  # -10..10
+        ({"workflow": "ad", "input": {}, "urgent": True}, "urgent"),  # no such field
         ({"input": {}}, "workflow"),
     ],
 )

@@ -116,9 +116,9 @@ async def test_an_ad_end_to_end_then_a_branch_with_new_copy(server) -> None:
     async with create_connected_server_and_client_session(server) as client:
         job = await call(
             client, "generate_ad_image", product_image=data_url(BANANA), text_content="달콤한 바나나",
-            bg_prompt="warm yellow kitchen", cta="지금 주문하기",
+            bg_prompt="warm yellow kitchen", cta="지금 주문하기", priority=3,
         )  # fmt: skip
-        assert job["status"] in ("queued", "running")
+        assert job["status"] in ("queued", "running") and job["priority"] == 3
         done, seen = await wait(client, job["id"])
         assert done["status"] == "succeeded", done["error"]
         # every node's start and finish came as a notification, in the graph's order, progress rising

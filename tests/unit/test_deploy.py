@@ -152,7 +152,7 @@ def test_the_default_image_is_the_cpu_one_and_a_cuda_image_runs_the_gpu_extra() 
     stages, images = _stages(), _images()
     assert list(stages)[-1] == "cpu", "`docker build .` builds the last stage: it must be the CPU image"
     assert images["gpu"].startswith("nvidia/cuda:") and "runtime" in images["gpu"], images["gpu"]
-    assert "'.[gpu]'" in _runs(stages["gpu-builder"])
+    assert "'.[gpu,shared-artifacts]'" in _runs(stages["gpu-builder"])
     # a venv only runs on the Python it was made with: each builder shares its runtime's base image
     assert images["gpu-builder"] == images["gpu"] and images["builder"] == images["cpu"]
     cpu_installs = re.findall(r"pip install[^\n&]*", _runs(stages["builder"]))
