@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from service import lg, mcp, observability, web
-from service.api import artifacts, errors, evaluations, http_safety, jobs, meta
+from service.api import artifacts, batches, errors, evaluations, http_safety, jobs, meta
 from service.jobs import open_service
 from service.settings import Settings
 
@@ -42,7 +42,15 @@ def create_app(settings: Settings | None = None, *, components: Any = None, run_
         redirect_slashes=False,
     )
     errors.install(app)
-    for router in (artifacts.router, jobs.router, meta.router, evaluations.router, lg.router, web.router):
+    for router in (
+        artifacts.router,
+        jobs.router,
+        batches.router,
+        meta.router,
+        evaluations.router,
+        lg.router,
+        web.router,
+    ):
         app.include_router(router)
     # POST /mcp itself, not a mount (a mount 307s /mcp to /mcp/, and answers unknown paths in plain text)
     app.router.routes.append(Route(mcp.PATH, mcp_app))

@@ -253,6 +253,115 @@ def _read_profile(path: Path) -> dict[str, Any]:
     return data
 
 
+CSV_COLUMNS = ("photo", "headline", "subline", "cta", "prompt", "size")
+
+
+@app.command()
+def catalog(
+    csv_file: Annotated[
+        Path, typer.Option("--csv", help="Columns photo,headline,subline,cta,prompt,size (one ad a row).")
+    ],
+    photos: Annotated[Path, typer.Option(help="The folder the photo column's file names are in.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for row-NNN.png, catalog.zip, result.json.")],
+    size: Annotated[str, typer.Option(help="The size of rows whose size column is empty.")] = "1080x1080",
+    agents: AgentsOpt = None,
+) -> None:
+    """Make one ad per CSV row as one batch, run here: every row is checked before any runs."""
+
+    async def main() -> int:
+        from service.batches import Batches
+        from service.schemas import BatchJobs, BatchOut
+
+        settings = _settings(agents)
+        rows = await asyncio.to_thread(_read_catalog, csv_file, size)
+        bad: list[str] = []
+        data: dict[int, bytes] = {}
+        for n, row in enumerate(rows, start=1):
+            try:
+                data[n] = await asyncio.to_thread(_read_photo, photos / row.pop("photo"), settings, "image")
+            except AdgraphError as e:
+                bad.append(f"row {n}: photo: {e.message}")
+        if bad:
+            raise AdgraphError("INVALID_INPUT", "; ".join(bad), rows=bad)
+        async with _service(settings) as jobs:
+            batches = Batches(jobs)
+            inputs = []
+            for n, row in enumerate(rows, start=1):
+                photo = await jobs.upload(_local(), data.pop(n), f"row {n}")
+                inputs.append({"product_image": photo.id, **row})
+            view = await batches.create(_local(), "ad", inputs, run_here=True, meta={"csv": csv_file.name})
+            _say(f"batch {view.batch.id}: {view.batch.rows} rows")
+            out.mkdir(parents=True, exist_ok=True)
+
+            async def done(job: Any, _result: Any) -> None:
+                now = await batches.get(_local(), view.batch.id)
+                c = now.counts
+                error = f" {job.error['code']}" if job.error else ""
+                _say(
+                    f"row {job.batch_row} {job.status}{error}: {c['succeeded']} succeeded, {c['failed']} "
+                    f"failed of {now.batch.rows} ({now.percent}%, eta {now.eta_seconds}s)"
+                )
+
+            view = await batches.run_here(_local(), view.batch.id, done)
+            store = jobs.components.artifacts
+            from service.outputs import atomic_copy
+
+            for job in view.jobs:
+                ref = (job.result or {}).get("ad") if job.status == "succeeded" else None
+                target = out / f"row-{job.batch_row:03d}.png"
+                if ref:
+                    path = await store.local_path(ref["id"], ref["mime"])
+                    await asyncio.to_thread(atomic_copy, path, target)
+                else:
+                    await asyncio.to_thread(target.unlink, missing_ok=True)
+            await batches.write_zip(_local(), view.batch.id, out / "catalog.zip")
+            doc = {
+                **BatchOut.of(view).model_dump(mode="json"),
+                "jobs": BatchJobs.of(view).model_dump(mode="json")["jobs"],
+                "zip": str(out / "catalog.zip"),
+            }
+            text = json.dumps(doc, indent=2, ensure_ascii=False)
+            await asyncio.to_thread((out / "result.json").write_text, text, encoding="utf-8")
+            typer.echo(text)
+            return 0 if view.status == "succeeded" else 1
+
+    _run(main)
+
+
+def _read_catalog(path: Path, size: str) -> list[dict[str, Any]]:
+    """The CSV's rows as job inputs (photo still a file name); INVALID_INPUT for a missing file, a
+    missing column, no rows."""
+    import csv
+
+    if not path.is_file():
+        raise AdgraphError("INVALID_INPUT", f"no CSV file at {path}", field="csv")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("photo", "headline") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise AdgraphError(
+                "INVALID_INPUT",
+                f"{path.name} has no {', '.join(missing)} column; columns: {', '.join(CSV_COLUMNS)}",
+                field="csv",
+            )
+        rows = []
+        for line in reader:
+            get = {k: (v or "").strip() for k, v in line.items() if k}
+            rows.append(
+                {
+                    "photo": get.get("photo", ""),
+                    "headline": get.get("headline", ""),
+                    "subline": get.get("subline", ""),
+                    "cta": get.get("cta", ""),
+                    "background_prompt": get.get("prompt", ""),
+                    "size": get.get("size") or size,
+                }
+            )
+    if not rows:
+        raise AdgraphError("INVALID_INPUT", f"{path.name} has no rows", field="csv")
+    return rows
+
+
 # -- jobs ----------------------------------------------------------------------------------------------
 
 

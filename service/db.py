@@ -83,6 +83,10 @@ class Job(Base):
     """A retry waits until then (backoff after a transient failure)."""
     attempt_log: Mapped[list[Any]] = mapped_column(JSON, default=list)
     """Each attempt that ended: attempt, worker, started_at, ended_at, outcome, error code."""
+    batch_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The batch (`Batch`, a catalog) it was made in; None: a job of its own."""
+    batch_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Its row in that batch, from 1."""
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
@@ -90,6 +94,7 @@ class Job(Base):
         Index("ix_jobs_thread_created", "thread_id", "created_at"),
         Index("ix_jobs_tenant_created", "tenant", "created_at"),
         Index("ix_jobs_key_status", "key_id", "status"),
+        Index("ix_jobs_batch_row", "batch_id", "batch_row"),
     )
 
 
@@ -192,6 +197,24 @@ class IdempotentResponse(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Batch(Base):
+    """Many jobs of one workflow made by one request (a catalog: one ad per row); its status, counts and
+    progress are its jobs' (`service.batches`)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    workflow: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_batches_tenant_created", "tenant", "created_at"),)
 
 
 def async_url(url: str) -> str:

@@ -199,3 +199,85 @@ class FontOut(BaseModel):
     style: str
     weight: int
     hangul: bool
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow: Literal["ad"] = Field("ad", description="The workflow of every row's job")
+    rows: list[dict[str, Any]] = Field(
+        description="1 to 200 rows, each the workflow's input: product_image (an artifact id), headline, "
+        "and optionally subline, cta, background_prompt, size, seed"
+    )
+    priority: int = Field(0, ge=-10, le=10, description="Every row's job's priority (-10..10)")
+
+
+class BatchCounts(BaseModel):
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class BatchOut(BaseModel):
+    id: str
+    workflow: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "partial"] = Field(
+        description="From its jobs: queued (none started), running, partial (all ended, some not succeeded)"
+    )
+    rows: int
+    counts: BatchCounts
+    percent: int = Field(description="The mean of its jobs' percent")
+    eta_seconds: float | None = Field(
+        description="Running jobs' ETAs plus a typical job's time per queued one, over "
+        "ADGRAPH_MAX_CONCURRENT_JOBS; null while unknown"
+    )
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, view: Any) -> BatchOut:
+        """From a `service.batches.BatchView`."""
+        b = view.batch
+        return cls(
+            id=b.id,
+            workflow=b.workflow,
+            status=view.status,
+            rows=b.rows,
+            counts=view.counts,
+            percent=view.percent,
+            eta_seconds=view.eta_seconds,
+            created_at=b.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+class BatchRow(BaseModel):
+    row: int
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    percent: int
+    error: ErrorBody | None
+    ad: ResultArtifact | None = Field(None, description="The row's image, once it succeeded")
+
+
+class BatchJobs(BaseModel):
+    batch_id: str
+    jobs: list[BatchRow]
+
+    @classmethod
+    def of(cls, view: Any) -> BatchJobs:
+        return cls(
+            batch_id=view.batch.id,
+            jobs=[
+                BatchRow(
+                    row=j.batch_row,
+                    job_id=j.id,
+                    status=j.status,
+                    percent=100 if j.status == "succeeded" else int((j.progress or {}).get("percent") or 0),
+                    error=j.error and {"details": {}, **j.error},
+                    ad=(j.result or {}).get("ad") if j.status == "succeeded" else None,
+                )
+                for j in view.jobs
+            ],
+        )

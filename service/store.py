@@ -105,6 +105,8 @@ class JobStore:
         thread_id: str | None = None,
         priority: int = 0,
         queue: str | None = None,
+        batch_id: str | None = None,
+        batch_row: int | None = None,
     ) -> Job:
         """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
         creating process runs itself, like the CLI's: no worker can take it first). `artifact_ids`: files
@@ -131,6 +133,8 @@ class JobStore:
             priority=priority,
             queue=queue,
             attempt_log=[],
+            batch_id=batch_id,
+            batch_row=batch_row,
         )
         events: list[Any] = [
             JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
