@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,8 +39,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 HOLD = "BENCH_HOLD"
+
+from tests.integration.api_support import fresh_database  # noqa: E402 - a database per measure, dropped after
 
 
 def register() -> None:
@@ -89,21 +89,6 @@ def worker_main(data_dir: str) -> None:
 
     worker_mod.open_service = patched  # type: ignore[assignment]
     asyncio.run(run_worker(settings))
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    import psycopg
-    from psycopg import sql
-
-    name = f"adgraph_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextlib.contextmanager

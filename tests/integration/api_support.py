@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -166,6 +170,25 @@ class LiveServer:
         self.thread.join(timeout=60)
         self._sock.close()
         assert not self.thread.is_alive(), "the server did not stop"
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------
+
+
+def adgraph(*args: str, data_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """The `adgraph` command over `data_dir`'s SQLite (an ADGRAPH_DATABASE_URL around is ignored)."""
+    from tests.support import ADGRAPH
+
+    env = {**os.environ, "ADGRAPH_DATA_DIR": str(data_dir)}
+    env.pop("ADGRAPH_DATABASE_URL", None)
+    return subprocess.run([ADGRAPH, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def make_key(data_dir: Path, tenant: str, *extra: str) -> str:
+    """A key from the CLI, as an administrator makes one (the server reads it from the same database)."""
+    made = adgraph("keys", "create", "--tenant", tenant, *extra, data_dir=data_dir)
+    assert made.returncode == 0, made.stderr
+    return json.loads(made.stdout)["key"]
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------

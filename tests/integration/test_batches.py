@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -19,26 +17,14 @@ import pytest
 from PIL import Image
 
 from service.settings import Settings
-from tests.integration.api_support import Faults, LiveServer, error_of, wait_for
-from tests.support import ADGRAPH, PHOTOS, wait_until
+from tests.integration.api_support import Faults, LiveServer, adgraph, error_of, make_key, wait_for
+from tests.support import PHOTOS, wait_until
 
 pytestmark = pytest.mark.integration
 
 BANANA = (PHOTOS / "banana.png").read_bytes()
 FISH = (PHOTOS / "dried_fish_plate.png").read_bytes()
 ENDED = ("succeeded", "failed", "cancelled", "partial")
-
-
-def adgraph(*args: str, data_dir: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ADGRAPH_DATA_DIR": str(data_dir)}
-    env.pop("ADGRAPH_DATABASE_URL", None)
-    return subprocess.run([ADGRAPH, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def make_key(data_dir: Path, tenant: str, *extra: str) -> str:
-    made = adgraph("keys", "create", "--tenant", tenant, *extra, data_dir=data_dir)
-    assert made.returncode == 0, made.stderr
-    return json.loads(made.stdout)["key"]
 
 
 class Shop:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from graph.state import AD_NODES
 from kernel.errors import TransientError
 from service.accounts import LOCAL
 from service.jobs import Jobs, open_service
@@ -29,7 +30,6 @@ from tests.support import PHOTOS
 
 pytestmark = pytest.mark.integration
 ENGINES = ["local-sqlite", "procrastinate-memory", "procrastinate-postgresql"]
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class CrashingRenderer:
@@ -179,16 +179,7 @@ async def test_a_transient_failure_is_retried_and_the_attempts_are_recorded(
         ]
         # the nodes before render ran once; only render ran again
         runs = [(n["name"], n["attempt"]) for n in done.nodes if n["status"] == "succeeded"]
-        assert [name for name, _ in runs] == [
-            "segment",
-            "background",
-            "composite",
-            "analyze",
-            "plan",
-            "design",
-            "code",
-            "render",
-        ]
+        assert [name for name, _ in runs] == list(AD_NODES)
         assert [a for name, a in runs if name == "render"] == [3]
         assert all(a == 1 for name, a in runs if name != "render")
 

@@ -9,12 +9,8 @@ import asyncio
 import datetime as dt
 import io
 import itertools
-import json
-import os
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +19,8 @@ from PIL import Image
 
 from service.jobs import open_service
 from service.settings import Settings
-from tests.integration.api_support import Faults, LiveServer, error_of, wait_for
-from tests.support import ADGRAPH, PHOTOS, png_bytes, wait_until
+from tests.integration.api_support import Faults, LiveServer, adgraph, error_of, make_key, wait_for
+from tests.support import PHOTOS, png_bytes, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +33,6 @@ def photo() -> bytes:
     (one changed pixel would be cut away with the background, and the rest come out the same)."""
     n = next(_VARIANT)
     return png_bytes(_BANANA.resize((_BANANA.width - 8 * n, _BANANA.height - 8 * n)))
-
-
-def adgraph(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ADGRAPH_DATA_DIR": str(data_dir)}
-    env.pop("ADGRAPH_DATABASE_URL", None)
-    return subprocess.run([ADGRAPH, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 class Client:
@@ -102,12 +92,6 @@ class Disk:
     def artifacts_of(self, job_id: str) -> set[str]:
         q = "SELECT artifact_id FROM job_artifacts WHERE job_id = ?"
         return {r[0] for r in self._query(self.settings.database, q, job_id)}
-
-
-def make_key(data_dir: Path, tenant: str, *extra: str) -> str:
-    made = adgraph("keys", "create", "--tenant", tenant, *extra, data_dir=data_dir)
-    assert made.returncode == 0, made.stderr
-    return json.loads(made.stdout)["key"]
 
 
 @pytest.fixture(scope="module")
