@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -529,7 +529,7 @@ class Jobs:
         self.draining = True
         self.bus.close()
 
-    async def events(self, caller: Caller, job_id: str, after: int = 0) -> AsyncIterator[JobEvent]:
+    async def events(self, caller: Caller, job_id: str, after: int = 0) -> AsyncGenerator[JobEvent, None]:
         """The job's events after id `after`, then each new one as it is written, until the job finishes
         (or the server drains: see `drain`)."""
         job = await self._job(caller, job_id, "read")

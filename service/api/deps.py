@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -87,5 +87,28 @@ async def _stream_slot(jobs: JobsDep, caller: CallerDep) -> AsyncIterator[None]:
 StreamSlot = Annotated[None, Depends(_stream_slot)]
 """One of the caller's key's event streams (RATE_LIMITED past ADGRAPH_MAX_STREAMS_PER_KEY), taken
 before the stream starts."""
+
+Closer = Callable[[AsyncGenerator[Any, None]], AsyncGenerator[Any, None]]
+
+
+async def _stream_closer() -> AsyncIterator[Closer]:
+    streams: list[AsyncGenerator[Any, None]] = []
+
+    def closed_after(stream: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        streams.append(stream)
+        return stream
+
+    try:
+        yield closed_after
+    finally:
+        for stream in reversed(streams):
+            await stream.aclose()
+
+
+ClosedAfter = Annotated[Closer, Depends(_stream_closer)]
+"""Wraps the generator an SSE route streams from, so that it is closed (its `finally` run: the job's
+subscription let go) once the response ends. FastAPI's SSE producer is cancelled while it waits to send
+when the client has gone, and `async for` does not close the generator it was reading then: left to the
+garbage collector, a dropped stream would hold its subscription for as long as that takes."""
 """The job named in the path, if the caller may see it (JOB_NOT_FOUND before a response starts: streams
 need it checked first)."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from service.api.deps import CallerDep, ExistingJob, JobsDep, StreamSlot
+from service.api.deps import CallerDep, ClosedAfter, ExistingJob, JobsDep, StreamSlot
 from service.schemas import (
     BranchCreate,
     CheckpointDetail,
@@ -122,11 +122,12 @@ async def events(
     jobs: JobsDep,
     caller: CallerDep,
     _slot: StreamSlot,
+    closed_after: ClosedAfter,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Node started/finished, progress and the job's end, as Server-Sent Events; reconnect with
     `Last-Event-ID` to get only what was missed. The stream ends after the job finishes."""
     # an id past any event (ids are 32-bit) means "seen it all"; anything not digits, "from the start"
     after = min(int(last_event_id), 2**31 - 1) if last_event_id and _DIGITS.fullmatch(last_event_id) else 0
-    async for ev in jobs.events(caller, job.id, after):
+    async for ev in closed_after(jobs.events(caller, job.id, after)):
         yield ServerSentEvent(id=str(ev.id), event=ev.type, raw_data=json.dumps(ev.data, ensure_ascii=False))

@@ -5,9 +5,10 @@ adgraph's jobs through `Threads` and `Jobs` (one run = one job, a fork = a branc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 
 from kernel.errors import AdgraphError
 from service.accounts import Caller
-from service.api.deps import CallerDep, JobsDep
+from service.api.deps import CallerDep, ClosedAfter, JobsDep, StreamSlot
 from service.db import Job
 from service.jobs import Jobs, parse
 from service.lg import wire
@@ -268,13 +269,14 @@ async def create_run(run: StartedRun) -> dict[str, Any]:
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=EventSourceResponse, responses=SSE)
 @router.post("/runs/stream", response_class=EventSourceResponse, responses=SSE)
-async def stream_run(run: StartedRun, jobs: JobsDep, caller: CallerDep) -> AsyncIterator[ServerSentEvent]:
+async def stream_run(
+    run: StartedRun, jobs: JobsDep, caller: CallerDep, _slot: StreamSlot, closed_after: ClosedAfter
+) -> AsyncIterator[ServerSentEvent]:
     """The run's events as LangGraph stream parts: `metadata`, then per checkpoint `values` / `updates`
     / `debug`, adgraph's own events (progress, nodes started and finished) as `custom`, and `end` (after
     `error` if the job failed). Each part's id resumes the stream with `Last-Event-ID`."""
-    with jobs.stream_slot(caller):
-        async for ev in _parts(jobs, caller, run.job, run.thread_id, run.modes, None):
-            yield ev
+    async for ev in closed_after(_parts(jobs, caller, run.job, run.thread_id, run.modes, None)):
+        yield ev
 
 
 @router.post("/threads/{thread_id}/runs/wait")
@@ -347,14 +349,15 @@ async def join_stream(
     run: Annotated[Started, Depends(_joined)],
     jobs: JobsDep,
     caller: CallerDep,
+    _slot: StreamSlot,
+    closed_after: ClosedAfter,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's stream again: from the start, or after `Last-Event-ID` (an id this stream sent)."""
     m = _EVENT_ID.fullmatch(last_event_id or "")
     after = (int(m[1]), int(m[2])) if m else None
-    with jobs.stream_slot(caller):
-        async for ev in _parts(jobs, caller, run.job, run.thread_id, run.modes, after):
-            yield ev
+    async for ev in closed_after(_parts(jobs, caller, run.job, run.thread_id, run.modes, after)):
+        yield ev
 
 
 # -- streaming and waiting ---------------------------------------------------------------------------------
@@ -362,42 +365,46 @@ async def join_stream(
 
 async def _parts(
     jobs: Jobs, caller: Caller, job: Job, thread_id: str, modes: list[str], after: tuple[int, int] | None
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """The stream parts of the job's stored events: part k of event N has id "N-k"; `after` (N, k):
-    only the parts after that one."""
+    only the parts after that one. (The job's events are read `aclosing`: closed with this stream.)"""
     if after is None:
         yield _sse("metadata", {"run_id": job.id, "attempt": 1}, None)
     previous: dict[str, Any] | None = None
-    async for ev in jobs.events(caller, job.id, after[0] - 1 if after else 0):
-        parts: list[tuple[str, Any]] = []
-        if ev.type == "checkpoint":
-            point = await jobs.checkpoint(caller, job.id, ev.data["id"])
-            values = jsonable(point.values or {})
-            if previous is None:
-                previous = await _parent_values(jobs, caller, job.id, point.info.parent_id)
-            node = point.info.node
-            for mode in modes if node != "__input__" else ():  # before the input is in: no state yet
-                if mode == "values":
-                    parts.append(("values", values))
-                elif mode == "updates" and node in WORKFLOWS[job.workflow].nodes:
-                    changed = {k: v for k, v in values.items() if previous.get(k) != v}
-                    parts.append(("updates", {node: changed}))
-                elif mode == "debug":
-                    from service.threads import ThreadState
+    events = contextlib.aclosing(jobs.events(caller, job.id, after[0] - 1 if after else 0))
+    async with events as stream:
+        async for ev in stream:
+            parts: list[tuple[str, Any]] = []
+            if ev.type == "checkpoint":
+                point = await jobs.checkpoint(caller, job.id, ev.data["id"])
+                values = jsonable(point.values or {})
+                if previous is None:
+                    previous = await _parent_values(jobs, caller, job.id, point.info.parent_id)
+                node = point.info.node
+                for mode in modes if node != "__input__" else ():  # before the input is in: no state yet
+                    if mode == "values":
+                        parts.append(("values", values))
+                    elif mode == "updates" and node in WORKFLOWS[job.workflow].nodes:
+                        changed = {k: v for k, v in values.items() if previous.get(k) != v}
+                        parts.append(("updates", {node: changed}))
+                    elif mode == "debug":
+                        from service.threads import ThreadState
 
-                    payload = wire.state(ThreadState(thread_id, job, point))
-                    parts.append(
-                        ("debug", {"type": "checkpoint", "step": point.info.step, "payload": payload})
-                    )
-            previous = values
-        elif ev.type == "job_finished" and ev.data.get("status") == "failed":
-            err = ev.data.get("error") or {}
-            parts.append(("error", {"error": err.get("code", "INTERNAL"), "message": err.get("message", "")}))
-        elif "custom" in modes:
-            parts.append(("custom", {"type": ev.type, **ev.data}))
-        for k, (event, data) in enumerate(parts):
-            if after is None or (ev.id, k) > after:
-                yield _sse(event, data, f"{ev.id}-{k}")
+                        payload = wire.state(ThreadState(thread_id, job, point))
+                        parts.append(
+                            ("debug", {"type": "checkpoint", "step": point.info.step, "payload": payload})
+                        )
+                previous = values
+            elif ev.type == "job_finished" and ev.data.get("status") == "failed":
+                err = ev.data.get("error") or {}
+                parts.append(
+                    ("error", {"error": err.get("code", "INTERNAL"), "message": err.get("message", "")})
+                )
+            elif "custom" in modes:
+                parts.append(("custom", {"type": ev.type, **ev.data}))
+            for k, (event, data) in enumerate(parts):
+                if after is None or (ev.id, k) > after:
+                    yield _sse(event, data, f"{ev.id}-{k}")
     yield _sse("end", None, None)
 
 
