@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import uuid
-import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from kernel.errors import AdgraphError
 from service.accounts import Caller
 from service.db import Batch, Job, utcnow
 from service.jobs import Jobs, check_priority, parse
+from service.outputs import write_zip
 from service.running import new_job_id
 from service.workflows import get_workflow
 
@@ -177,39 +177,19 @@ class Batches:
         if not isinstance(raw, dict):
             raise AdgraphError("INVALID_INPUT", "a row is an object of the job's input fields", field="row")
         opts = parse(wf.input_model, raw)
+        if wf.variants(opts):
+            raise AdgraphError(
+                "INVALID_INPUT",
+                "a row makes one ad: give it one copy and one size (variants are for POST /v1/jobs)",
+                field="copies" if getattr(opts, "copies", None) and len(opts.copies) > 1 else "sizes",
+            )
         inputs = [(await self.jobs.artifact(caller, a)).id for a in wf.artifacts_of(opts)]
         opts = await asyncio.to_thread(wf.prepare, opts, self.jobs.components)
         return opts, inputs
 
-    @contextlib.asynccontextmanager
-    async def _admitted(self, caller: Caller, n: int, run_here: bool) -> Any:
+    def _admitted(self, caller: Caller, n: int, run_here: bool) -> Any:
         """Room for `n` more jobs of `caller`: all of them, or none (QUOTA_EXCEEDED, QUEUE_FULL)."""
-        settings = self.jobs.settings
-        lock = (
-            self.jobs._admission.setdefault(caller.key_id, asyncio.Lock())  # the lock `submit` takes
-            if caller.max_running is not None and caller.key_id is not None
-            else contextlib.nullcontext()
-        )
-        async with lock:
-            if caller.max_running is not None and caller.key_id is not None:
-                active = await self.store.active_of_key(caller.key_id)
-                if active + n > caller.max_running:
-                    raise AdgraphError(
-                        "QUOTA_EXCEEDED",
-                        f"this key has {active} jobs queued or running and may have {caller.max_running}; "
-                        f"a batch of {n} does not fit (send fewer rows, or when jobs end)",
-                        max_running=caller.max_running,
-                        active=active,
-                        rows=n,
-                        retry_after=5,
-                    )
-            if not run_here and await self.store.queued() + n > settings.max_queue:
-                raise AdgraphError(
-                    "QUEUE_FULL",
-                    f"{settings.max_queue} jobs may wait (ADGRAPH_MAX_QUEUE); a batch of {n} does not fit",
-                    retry_after=30,
-                )
-            yield
+        return self.jobs._admitted(caller, run_here, n, f"a batch of {n}")
 
     async def _forget(self, batch_id: str, job_ids: list[str]) -> None:
         from sqlalchemy import delete
@@ -368,21 +348,13 @@ class Batches:
             "rows": manifest,
         }
 
-        def write() -> None:
-            buf = io.StringIO()
-            out = csv.writer(buf)
-            out.writerow(["row", "job_id", "status", "error", "file"])
-            for m in manifest:
-                out.writerow([m["row"], m["job_id"], m["status"], m["error"] or "", m["file"] or ""])
-            with zipfile.ZipFile(dest, "w") as zf:
-                for path, name in entries:  # PNGs are compressed already: stored as they are
-                    zf.write(path, name, compress_type=zipfile.ZIP_STORED)
-                zf.writestr(
-                    "manifest.json", json.dumps(doc, indent=2, ensure_ascii=False), zipfile.ZIP_DEFLATED
-                )
-                zf.writestr("index.csv", buf.getvalue(), zipfile.ZIP_DEFLATED)
-
-        await asyncio.to_thread(write)
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        out.writerow(["row", "job_id", "status", "error", "file"])
+        for m in manifest:
+            out.writerow([m["row"], m["job_id"], m["status"], m["error"] or "", m["file"] or ""])
+        texts = {"manifest.json": json.dumps(doc, indent=2, ensure_ascii=False), "index.csv": buf.getvalue()}
+        await asyncio.to_thread(write_zip, dest, entries, texts)
         return view
 
     async def count(self, tenant: str | None = None) -> int:

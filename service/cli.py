@@ -140,12 +140,25 @@ def _read_photo(path: Path, settings: Settings, field: str) -> bytes:
 @app.command()
 def ad(
     product: Annotated[Path, typer.Option(help="The product photo (PNG, JPEG or WebP).")],
-    headline: Annotated[str, typer.Option(help="The main line of copy.")],
+    headline: Annotated[
+        list[str], typer.Option(help="The main line of copy; repeat it for one ad per copy (up to 8).")
+    ],
     prompt: Annotated[str, typer.Option(help="What the background should look like.")],
     out: OutOpt,
-    subline: Annotated[str, typer.Option(help="A second, smaller line.")] = "",
-    cta: Annotated[str, typer.Option(help="A call to action, drawn as a button.")] = "",
-    size: Annotated[str, typer.Option(help="1080x1080, 1200x628 or 1080x1920.")] = "1080x1080",
+    subline: Annotated[
+        list[str] | None,
+        typer.Option(help="A second, smaller line: once for every copy, or once per headline."),
+    ] = None,
+    cta: Annotated[
+        list[str] | None,
+        typer.Option(help="A call to action, drawn as a button: once, or once per headline."),
+    ] = None,
+    size: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="1080x1080 (default), 1200x628 or 1080x1920; repeat it for one ad per size (up to 3)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same backdrop.")] = 0,
     text_position: Annotated[str, typer.Option(help="auto, top, center or bottom.")] = "auto",
     font: Annotated[str | None, typer.Option(help="An installed font family (see `adgraph fonts`).")] = None,
@@ -158,18 +171,18 @@ def ad(
     ] = None,
     agents: AgentsOpt = None,
 ) -> None:
-    """Make an ad from a product photo and a line of copy: cutout.png, scene.png, ad.png, result.json."""
+    """Make an ad from a product photo and a line of copy: cutout.png, scene.png, ad.png, result.json.
+    Several --headline or --size: one ad per copy and size, sharing the cut-out (and, per size, the
+    backdrop); the first in --out, each other in --out/variant-NN-SIZE/, all in --out/variants.zip."""
 
     async def main() -> int:
         from service.workflows.ad import AdOptions
 
         settings = _settings(agents)
         options = {
-            "headline": headline,
-            "subline": subline,
-            "cta": cta,
+            **_copies(headline, subline or [], cta or []),
             "background_prompt": prompt,
-            "size": size,
+            **_sizes(size or []),
             "seed": seed,
             "text_position": text_position,
             "font": font,
@@ -187,9 +200,66 @@ def ad(
             photo = await jobs.upload(_local(), data, str(product))
             job = await jobs.submit(_local(), "ad", {"product_image": photo.id, **options}, run_here=True)
             _say(f"job {job.id}")
-            return await _run_and_write(jobs, job, out)
+            code = await _run_and_write(jobs, job, out)
+            if job.variant_of is not None:
+                code = max(code, await _run_variants(jobs, job, out))
+            return code
 
     _run(main)
+
+
+def _copies(headlines: list[str], sublines: list[str], ctas: list[str]) -> dict[str, Any]:
+    """--headline/--subline/--cta as the job's copy, or as `copies` when there are several headlines."""
+    for name, values in (("subline", sublines), ("cta", ctas)):
+        if len(values) not in (0, 1, len(headlines)):
+            raise AdgraphError(
+                "INVALID_INPUT",
+                f"--{name} is given {len(values)} times for {len(headlines)} headlines: give it once "
+                "(for every copy) or once per headline",
+                field=name,
+            )
+
+    def nth(values: list[str], i: int) -> str:
+        return values[i] if len(values) > 1 else values[0] if values else ""
+
+    copies = [
+        {"headline": h, "subline": nth(sublines, i), "cta": nth(ctas, i)} for i, h in enumerate(headlines)
+    ]
+    return {**copies[0], **({"copies": copies} if len(copies) > 1 else {})}
+
+
+def _sizes(sizes: list[str]) -> dict[str, Any]:
+    if not sizes:
+        return {"size": "1080x1080"}
+    return {"size": sizes[0], **({"sizes": sizes} if len(sizes) > 1 else {})}
+
+
+async def _run_variants(jobs: Jobs, job: Any, out: Path) -> int:
+    """The other variants of the job this process just ran: run here as each is branched, each one's
+    files in out/variant-NN-SIZE/, all of them in out/variants.zip, the set in out/variants.json."""
+    from service.outputs import write_result
+    from service.schemas import VariantsOut
+    from service.variants import Variants
+    from service.workflows import WORKFLOWS
+
+    variants = Variants(jobs)
+    if (await variants.get(_local(), job.id)).status not in ("queued", "running"):
+        return 1  # the first failed: nothing was branched from it (`adgraph jobs resume` continues it)
+
+    def done(child: Any, result: Any) -> None:
+        label = f"variant-{child.variant + 1:02d}-{child.input.get('size')}"
+        if result is not None:
+            write_result(WORKFLOWS[child.workflow], result, jobs.components.artifacts, out / label)
+        error = f" {child.error['code']}" if child.error else ""
+        _say(f"variant {child.variant + 1} {child.status}{error} ({label})")
+
+    view = await variants.run_here(_local(), job.id, done)
+    await variants.write_zip(_local(), job.id, out / "variants.zip")
+    doc = {**VariantsOut.of(view).model_dump(mode="json"), "zip": str(out / "variants.zip")}
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    await asyncio.to_thread((out / "variants.json").write_text, text, encoding="utf-8")
+    _say(f"{view.counts['succeeded']} of {len(view.variants)} variants succeeded: {out}/variants.zip")
+    return 0 if view.status == "succeeded" else 1
 
 
 @app.command()

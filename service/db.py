@@ -87,6 +87,12 @@ class Job(Base):
     """The batch (`Batch`, a catalog) it was made in; None: a job of its own."""
     batch_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """Its row in that batch, from 1."""
+    variant_of: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The job that asked for variants (copies x sizes) this one is one of; itself for variant 0."""
+    variant: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Which of them, from 0 (`service.variants`)."""
+    spawn_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Variants are branched from this job once it has succeeded, and have not all been made yet."""
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
@@ -95,6 +101,8 @@ class Job(Base):
         Index("ix_jobs_tenant_created", "tenant", "created_at"),
         Index("ix_jobs_key_status", "key_id", "status"),
         Index("ix_jobs_batch_row", "batch_id", "batch_row"),
+        Index("ix_jobs_variant", "variant_of", "variant", unique=True),
+        Index("ix_jobs_spawn_pending", "spawn_pending", "status"),
     )
 
 

@@ -254,9 +254,11 @@ class Jobs:
         # the caller's right to each file it names before anything is learnt from the file (its type, size)
         inputs = [(await self.artifact(caller, artifact_id)).id for artifact_id in wf.artifacts_of(opts)]
         opts = await asyncio.to_thread(wf.prepare, opts, self.components)
-        async with self._admitted(caller, run_here):
+        job_id, variants = new_job_id(), wf.variants(opts)
+        n = max(1, len(variants))
+        async with self._admitted(caller, run_here, n, f"{n} variants" if variants else ""):
             job = await self.store.create(
-                new_job_id(),
+                job_id,
                 wf.name,
                 opts.model_dump(mode="json"),
                 lease=self._lease(run_here),
@@ -265,39 +267,50 @@ class Jobs:
                 artifact_ids=inputs,  # its files are its own before it runs (a delete or sweep keeps them)
                 thread_id=thread_id,
                 priority=check_priority(priority),
+                # several copies or sizes: this job is variant 0, the others are branched from it and from
+                # each other as they finish (service/variants.py); the key's quota holds room for all
+                variant=(job_id, 0, True) if variants else None,
             )
         if not run_here:
             await self.runner.enqueue(job)
         return job
 
     @asynccontextmanager
-    async def _admitted(self, caller: Caller, run_here: bool) -> AsyncIterator[None]:
-        """Room for one more job of `caller`, held while the body stores it: its key's quota
-        (QUOTA_EXCEEDED) and the queue's depth (QUEUE_FULL, not for a job this process runs itself). Submit,
-        branch and resume all ask. A key's submissions are admitted one at a time, so concurrent ones
-        cannot all see room for the last slot (in this process: one API process per database until the
-        queue moves onto a shared engine)."""
+    async def _admitted(
+        self, caller: Caller, run_here: bool, n: int = 1, what: str = ""
+    ) -> AsyncIterator[None]:
+        """Room for `n` more jobs of `caller` (all of them or none), held while the body stores them: its
+        key's quota (QUOTA_EXCEEDED) and the queue's depth (QUEUE_FULL, not for jobs this process runs
+        itself). Submit, branch, resume and batches all ask; `what` names a group of jobs ("a batch of
+        3") in the refusal. A key's submissions are admitted one at a time, so concurrent ones cannot all
+        see room for the last slot (in this process: one API process per database until the queue moves
+        onto a shared engine)."""
         if caller.max_running is None or caller.key_id is None:
-            await self._queue_room(run_here)  # no quota: nothing to count under a lock
+            await self._queue_room(run_here, n, what)  # no quota: nothing to count under a lock
             yield
             return
         async with self._admission.setdefault(caller.key_id, asyncio.Lock()):
             active = await self.store.active_of_key(caller.key_id)
-            if active >= caller.max_running:
+            if active + n > caller.max_running:
                 raise AdgraphError(
                     "QUOTA_EXCEEDED",
-                    f"this key has {active} jobs queued or running, its limit; submit again when one ends",
+                    f"this key has {active} jobs queued or running and may have {caller.max_running}"
+                    + (f"; {what} does not fit (ask for fewer, or when jobs end)" if what else "")
+                    + "; submit again when one ends",
                     max_running=caller.max_running,
+                    active=active,
                     retry_after=5,
                 )
-            await self._queue_room(run_here)
+            await self._queue_room(run_here, n, what)
             yield
 
-    async def _queue_room(self, run_here: bool) -> None:
-        if not run_here and await self.store.queued() >= self.settings.max_queue:
+    async def _queue_room(self, run_here: bool, n: int = 1, what: str = "") -> None:
+        if not run_here and await self.store.queued() + n > self.settings.max_queue:
             raise AdgraphError(
                 "QUEUE_FULL",
-                f"{self.settings.max_queue} jobs are waiting (ADGRAPH_MAX_QUEUE); try again shortly",
+                f"{self.settings.max_queue} jobs may wait (ADGRAPH_MAX_QUEUE)"
+                + (f"; {what} does not fit" if what else "")
+                + "; try again shortly",
                 retry_after=30,
             )
 
@@ -382,13 +395,15 @@ class Jobs:
         run_here: bool = False,
         thread_id: str | None = None,
         same_input: bool = False,
+        variant: tuple[str, int, bool] | None = None,
     ) -> Job:
         """A new job from one of this job's checkpoints (by id, or the one after `from_node`) with some
         inputs changed; this job is untouched. A change the checkpoint
         has already used (a new prompt after `background` ran) is refused, naming where to branch from.
         The new job belongs to the source job's tenant. `same_input`: no change is needed (the nodes after
         the checkpoint run again on the same state: LangGraph's fork of a checkpoint as it is).
-        `thread_id`: the thread it runs on, after that thread's earlier jobs."""
+        `thread_id`: the thread it runs on, after that thread's earlier jobs. `variant`: it is one of the
+        variants a job asked for (`store.create`), admitted with that job."""
         job = await self._job(caller, job_id, "submit")
         wf = WORKFLOWS[job.workflow]
         graph = self.graphs[wf.name]
@@ -399,7 +414,7 @@ class Jobs:
         new_id = new_job_id()
         from_checkpoint = source.config["configurable"]["checkpoint_id"]
         parent = {"job_id": job.id, "checkpoint_id": from_checkpoint}
-        async with self._admitted(caller, run_here):
+        async with self._admitted(caller, run_here) if variant is None else contextlib.nullcontext():
             await seed_branch(graph, source, new_id, wf.nodes, overrides, wf.consumers, {"parent": parent})
             child = await self.store.create(
                 new_id,
@@ -413,6 +428,7 @@ class Jobs:
                 artifact_ids=[r.id for r in artifact_refs({**source.values, **overrides})],
                 thread_id=thread_id,
                 priority=job.priority,
+                variant=variant,
             )
         if not run_here:
             await self.runner.enqueue(child)
@@ -748,10 +764,14 @@ async def open_service(
             )
         else:
             runner = RemoteRunner(store, bus, queue or deferring_only())
+        service = Jobs(settings, store, graphs, parts, runner, bus)
+        if isinstance(runner, JobRunner):
+            from service.variants import Variants
+
+            runner.after_success = Variants(service).spawn
         if worker and isinstance(runner, JobRunner):
             await runner.start()
             stack.push_async_callback(runner.stop)
-        service = Jobs(settings, store, graphs, parts, runner, bus)
         if worker and run_jobs and (settings.job_ttl_days or settings.artifact_ttl_days):
             sweeper = asyncio.create_task(service.sweep_every(settings.sweep_interval_s), name="sweeper")
             stack.push_async_callback(_stop, sweeper)

@@ -44,3 +44,15 @@ def atomic_copy(src: Path, dst: Path) -> None:
     os.close(fd)
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def write_zip(dest: Path, images: list[tuple[Path, str]], texts: dict[str, str]) -> None:
+    """A ZIP at `dest` of image files (path, name in the zip), stored as they are (PNGs are compressed
+    already) and copied one at a time, never all in memory; then small text files, deflated."""
+    import zipfile
+
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path, name in images:
+            zf.write(path, name, compress_type=zipfile.ZIP_STORED)
+        for name, text in texts.items():
+            zf.writestr(name, text, zipfile.ZIP_DEFLATED)

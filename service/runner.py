@@ -19,7 +19,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -97,6 +97,9 @@ class JobRunner(RemoteRunner):
         self._controls: dict[str, RunControl] = {}
         self._typical: dict[str, tuple[float, dict[str, float]]] = {}
         self._stopping = False
+        self.after_success: Callable[[Job], Awaitable[Any]] | None = None
+        """Called with a job that succeeded and has variants to branch (`spawn_pending`: service/variants.py),
+        after its end is stored; the reaper calls it again for any whose runner died first."""
 
     async def start(self) -> None:
         """Take jobs from the queue until `stop`; first put back those a dead process left running."""
@@ -200,8 +203,22 @@ class JobRunner(RemoteRunner):
             try:
                 await self.queue.retry_stalled(self.lease_s)
                 await self._requeue_stale()
+                await self._spawn_pending()
             except Exception:  # the database blinked; next round
                 log.debug("reaper round failed", exc_info=True)
+
+    async def _spawn(self, job: Job) -> None:
+        if self.after_success is None:
+            return
+        try:
+            await self.after_success(job)
+        except Exception:  # its variants stay pending: the reaper's next round makes them
+            log.exception("job %s: branching its variants failed; the reaper tries again", job.id)
+
+    async def _spawn_pending(self) -> None:
+        if self.after_success is not None:
+            for job in await self.store.pending_spawns():
+                await self._spawn(job)
 
     async def _requeue_stale(self) -> None:
         ids = await self.store.requeue_stale(orphaned=orphaned)
@@ -303,6 +320,8 @@ class JobRunner(RemoteRunner):
             if (report := wf.report(result.values)) is not None:
                 await self.emit(job.id, "report", report)
             await self._finish(job, "succeeded", result=out, progress=progress.snapshot("done", done=True))
+            if job.spawn_pending:
+                await self._spawn(job)
         elif result.drained == "cancel":
             await self._finish(job, "cancelled", progress=progress.snapshot("cancelled"))
         elif result.drained:  # shutdown or lease lost: someone continues it from its checkpoint

@@ -108,6 +108,10 @@ class JobOut(BaseModel):
     priority: int = 0
     attempts: int = Field(0, description="Times a worker has taken it (a retry, a resume, a crash add one)")
     attempt_log: list[Attempt] = Field(default_factory=list, description="How each attempt ended")
+    variant_of: str | None = Field(
+        None, description="The job that asked for the variants this one is one of (itself for variant 0)"
+    )
+    variant: int | None = Field(None, description="Which variant, from 0 (see GET /v1/jobs/{id}/variants)")
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -127,8 +131,58 @@ class JobOut(BaseModel):
             priority=job.priority or 0,
             attempts=job.attempts or 0,
             attempt_log=job.attempt_log or [],
+            variant_of=job.variant_of,
+            variant=job.variant,
             created_at=job.created_at,
             updated_at=job.updated_at,
+        )
+
+
+class VariantOut(BaseModel):
+    variant: int = Field(description="From 0; variant 0 is the job that asked for them")
+    size: str | None = None
+    headline: str | None = None
+    subline: str | None = None
+    cta: str | None = None
+    job_id: str | None = Field(description="Null until the job it is branched from has succeeded")
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] = Field(
+        description="Its job's; one not made yet is queued, or failed/cancelled with the job it waits on"
+    )
+    percent: int
+    error: ErrorBody | None
+    ad: ResultArtifact | None = Field(None, description="Its image, once it succeeded")
+
+
+class VariantsOut(BaseModel):
+    job_id: str = Field(description="Variant 0: the job that asked for them")
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled", "partial"]
+    counts: dict[str, int]
+    percent: int
+    variants: list[VariantOut]
+
+    @classmethod
+    def of(cls, view: Any) -> VariantsOut:
+        """From a `service.variants.VariantSet`."""
+        out = []
+        for v in view.variants:
+            j = v.job
+            percent = (
+                100 if v.status == "succeeded" else int(((j.progress or {}).get("percent") or 0) if j else 0)
+            )
+            label = {k: v.spec.label.get(k) for k in ("size", "headline", "subline", "cta")}
+            out.append(
+                VariantOut(
+                    variant=v.spec.index,
+                    **label,
+                    job_id=j.id if j else None,
+                    status=v.status,  # type: ignore[arg-type]
+                    percent=percent,
+                    error=j.error and {"details": {}, **j.error} if j else None,
+                    ad=(j.result or {}).get("ad") if j and v.status == "succeeded" else None,
+                )
+            )
+        return cls(
+            job_id=view.job.id, status=view.status, counts=view.counts, percent=view.percent, variants=out
         )
 
 

@@ -107,10 +107,13 @@ class JobStore:
         queue: str | None = None,
         batch_id: str | None = None,
         batch_row: int | None = None,
+        variant: tuple[str, int, bool] | None = None,
     ) -> Job:
         """A new job, queued; or with `lease` = (owner, seconds), already running for that owner (a job the
         creating process runs itself, like the CLI's: no worker can take it first). `artifact_ids`: files
-        it refers to before it runs (its input, a branch's seeded state), recorded with it (see `grant`)."""
+        it refers to before it runs (its input, a branch's seeded state), recorded with it (see `grant`).
+        `variant` = (the job that asked for variants, this one's index, whether variants are branched
+        from this one): a second job with the same two is an IntegrityError."""
         now = utcnow()
         job = Job(
             id=job_id,
@@ -135,6 +138,9 @@ class JobStore:
             attempt_log=[],
             batch_id=batch_id,
             batch_row=batch_row,
+            variant_of=variant[0] if variant else None,
+            variant=variant[1] if variant else None,
+            spawn_pending=variant[2] if variant else False,
         )
         events: list[Any] = [
             JobEvent(job_id=job_id, type="job_queued", data={"status": "queued"}, created_at=now)
@@ -143,6 +149,10 @@ class JobStore:
             started = JobEvent(job_id=job_id, type="job_started", data={"status": "running"}, created_at=now)
             events.append(started)
         events += [JobArtifact(job_id=job_id, artifact_id=a) for a in dict.fromkeys(artifact_ids)]
+        if variant is not None and variant[1] > 0:  # made by whichever runner gets there first: one commit
+            async with self.sessions.begin() as s:  # of its own, so that losing that race (IntegrityError)
+                s.add_all([job, *events])  # fails no other submission of a group commit
+            return job
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((job, events, done))
         if not self._flushing:
@@ -353,6 +363,23 @@ class JobStore:
     async def queued(self) -> int:
         rows = await self._rows(select(func.count()).select_from(Job).where(Job.status == "queued"))
         return int(rows[0][0])
+
+    async def variants_of(self, job_id: str) -> list[Job]:
+        """The jobs of the variants `job_id` asked for, itself first, in variant order."""
+        q = select(Job).where(Job.variant_of == job_id).order_by(Job.variant)
+        async with self.sessions() as s:
+            return list((await s.scalars(q)).all())
+
+    async def pending_spawns(self, limit: int = 20) -> list[Job]:
+        """Jobs that succeeded with variants still to be branched from them (their runner died first)."""
+        q = select(Job).where(Job.spawn_pending.is_(True), Job.status == "succeeded").limit(limit)
+        async with self.sessions() as s:
+            return list((await s.scalars(q)).all())
+
+    async def spawned(self, job_id: str) -> None:
+        """Every variant to be branched from this job has been made."""
+        async with self.sessions.begin() as s:
+            await s.execute(update(Job).where(Job.id == job_id).values(spawn_pending=False))
 
     async def active_of_key(self, key_id: str) -> int:
         """Jobs made with this key that are queued or running (its running-job quota)."""

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import tempfile
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 
-from service.api.deps import CallerDep, JobsDep
+from service.api.deps import CallerDep, JobsDep, zip_response
 from service.batches import Batches
 from service.schemas import BatchCreate, BatchJobs, BatchOut, ErrorResponse
 
@@ -83,17 +78,7 @@ async def resume(batch_id: str, request: Request, caller: CallerDep) -> BatchOut
 async def zip_file(batch_id: str, request: Request, caller: CallerDep) -> FileResponse:
     """A ZIP of every succeeded row's ad (`row-003-<job id's first 8>.png`) with manifest.json and
     index.csv (every row's job, status, error and file). Built in a temporary file, removed once sent."""
-    fd, name = tempfile.mkstemp(suffix=".zip", prefix="adgraph-batch-")
-    os.close(fd)
-    path = Path(name)
-    try:
-        view = await _batches(request).write_zip(caller, batch_id, path)
-    except BaseException:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise
-    return FileResponse(
-        path,
-        media_type="application/zip",
-        filename=f"batch-{view.batch.id[:8]}.zip",
-        background=BackgroundTask(path.unlink, missing_ok=True),
+    return await zip_response(
+        lambda path: _batches(request).write_zip(caller, batch_id, path),
+        lambda view: f"batch-{view.batch.id[:8]}.zip",
     )

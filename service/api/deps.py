@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
 
 from service.accounts import Caller
 from service.db import Job
@@ -112,3 +118,24 @@ when the client has gone, and `async for` does not close the generator it was re
 garbage collector, a dropped stream would hold its subscription for as long as that takes."""
 """The job named in the path, if the caller may see it (JOB_NOT_FOUND before a response starts: streams
 need it checked first)."""
+
+
+async def zip_response(
+    write: Callable[[Path], Awaitable[Any]], filename: Callable[[Any], str]
+) -> FileResponse:
+    """A ZIP built by `write(path)` in a temporary file, sent as an attachment named `filename(what write
+    returned)`, and removed once sent (or at once if building it failed)."""
+    fd, name = tempfile.mkstemp(suffix=".zip", prefix="adgraph-")
+    os.close(fd)
+    path = Path(name)
+    try:
+        made = await write(path)
+    except BaseException:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename=filename(made),
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from service.api.deps import CallerDep, ClosedAfter, ExistingJob, JobsDep, StreamSlot
+from service.api.deps import CallerDep, ClosedAfter, ExistingJob, JobsDep, StreamSlot, zip_response
 from service.schemas import (
     BranchCreate,
     CheckpointDetail,
@@ -19,7 +20,9 @@ from service.schemas import (
     JobCreate,
     JobOut,
     JobPage,
+    VariantsOut,
 )
+from service.variants import Variants
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -131,3 +134,23 @@ async def events(
     after = min(int(last_event_id), 2**31 - 1) if last_event_id and _DIGITS.fullmatch(last_event_id) else 0
     async for ev in closed_after(jobs.events(caller, job.id, after)):
         yield ServerSentEvent(id=str(ev.id), event=ev.type, raw_data=json.dumps(ev.data, ensure_ascii=False))
+
+
+@router.get("/{job_id}/variants", response_model=VariantsOut, responses=ERRORS)
+async def variants(job_id: str, jobs: JobsDep, caller: CallerDep) -> VariantsOut:
+    """The variants (copies x sizes) of the set this job is one of, in order, each with its job once made
+    (a job that asked for none: itself alone); the set's status, counts and percent come from them."""
+    return VariantsOut.of(await Variants(jobs).get(caller, job_id))
+
+
+@router.get(
+    "/{job_id}/variants/zip",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}, **ERRORS},
+)
+async def variants_zip(job_id: str, jobs: JobsDep, caller: CallerDep) -> FileResponse:
+    """A ZIP of every succeeded variant's ad (`variant-01-1080x1080.png`, numbered from 1) and
+    manifest.json (each variant's size, copy, job, status and file)."""
+    return await zip_response(
+        lambda path: Variants(jobs).write_zip(caller, job_id, path), lambda view: f"ads-{view.job.id[:8]}.zip"
+    )

@@ -41,6 +41,21 @@ class Output:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """One variant of a job that asked for several (an ad in several copies and sizes): the job itself
+    is variant 0; each other one is a branch of variant `source`'s job from its checkpoint after
+    `from_node`, with `changes` to its input (`service.variants` makes them as their sources finish)."""
+
+    index: int
+    source: int | None
+    """The variant whose job it is branched from; None for variant 0 (the job itself)."""
+    from_node: str | None
+    changes: dict[str, Any]
+    label: dict[str, Any]
+    """What sets it apart, as listed to the user (an ad's size and copy)."""
+
+
+@dataclass(frozen=True)
 class Workflow:
     name: str
     nodes: tuple[str, ...]
@@ -69,6 +84,8 @@ class Workflow:
     """A finished job's state → a `report` event (who made what, what the checks found), if any."""
     state_types: tuple[type, ...] = ()
     """The classes its checkpoints may hold (the checkpoint serializer rebuilds only these)."""
+    variants: Callable[[Any], list[VariantSpec]] = lambda opts: []
+    """A validated input → its variants in order (none: the job is one result)."""
 
 
 def _registry() -> dict[str, Workflow]:
